@@ -1,0 +1,1 @@
+"""Operators (console users): login, password, roles, session rules."""

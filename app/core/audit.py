@@ -1,0 +1,191 @@
+"""The audit trail: an append-only, hash-chained record of every change an operator makes.
+
+Each event's `hash` is SHA-256 over the previous event's hash and the event's own canonical
+JSON, so altering, inserting or deleting a row breaks the chain at that point; `flask audit
+verify` walks the chain and reports the first broken link. Appends are serialised with a
+PostgreSQL transaction-level advisory lock, so concurrent writers cannot fork the chain; on
+PostgreSQL a trigger also refuses UPDATE and DELETE on the table.
+
+Who is acting (operator, organisation, ip) is carried in a context variable that the web layer
+sets per request and jobs or the CLI set for themselves, so services never touch `request`.
+"""
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, select, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.timeutil import as_utc, utcnow
+from app.extensions import db
+
+GENESIS = "0" * 64
+_ADVISORY_LOCK_KEY = 7_420_001  # any constant shared by all writers of the chain
+
+
+@dataclass(frozen=True)
+class Actor:
+    operator_id: int | None
+    name: str
+    org_id: int | None
+    ip: str | None = None
+
+
+SYSTEM = Actor(operator_id=None, name="system", org_id=None)
+_current_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=SYSTEM)
+
+
+def set_actor(actor: Actor) -> contextvars.Token:
+    return _current_actor.set(actor)
+
+
+def current_actor() -> Actor:
+    return _current_actor.get()
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    token = _current_actor.set(actor)
+    try:
+        yield
+    finally:
+        _current_actor.reset(token)
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_org_time", "org_id", "occurred_at"),
+        Index("ix_audit_events_object", "object_type", "object_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    actor_name: Mapped[str] = mapped_column(String(50), nullable=False)
+    org_id: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    object_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+
+    def canonical(self) -> str:
+        """The event's content as hashed: fixed keys, sorted, UTC time in ISO form."""
+        body = {
+            "occurred_at": as_utc(self.occurred_at).isoformat(timespec="microseconds"),
+            "actor_id": self.actor_id,
+            "actor_name": self.actor_name,
+            "org_id": self.org_id,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "before": self.before,
+            "after": self.after,
+            "ip": self.ip,
+        }
+        return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def compute_hash(self) -> str:
+        return hashlib.sha256((self.prev_hash + self.canonical()).encode()).hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, (date, Decimal)):
+        return str(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def snapshot(obj: Any, fields: Iterable[str]) -> dict[str, Any]:
+    """The named attributes of an object, as JSON-safe values."""
+    return {name: _jsonable(getattr(obj, name)) for name in fields}
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict, dict]:
+    """Only the fields whose values differ, from two snapshots."""
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def record(
+    action: str,
+    object_type: str,
+    object_id: Any,
+    *,
+    before: dict | None = None,
+    after: dict | None = None,
+    org_id: int | None = None,
+) -> AuditEvent:
+    """Append one event in the caller's transaction (committed, or rolled back, with the change)."""
+    actor = current_actor()
+    session = db.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+    session.flush()  # our own earlier events in this transaction come first in the chain
+    last = session.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    event = AuditEvent(
+        occurred_at=utcnow(),
+        actor_id=actor.operator_id,
+        actor_name=actor.name,
+        org_id=org_id if org_id is not None else actor.org_id,
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        before=_jsonable(before) if before else None,
+        after=_jsonable(after) if after else None,
+        ip=actor.ip,
+        prev_hash=last or GENESIS,
+    )
+    event.hash = event.compute_hash()
+    session.add(event)
+    session.flush()
+    return event
+
+
+@dataclass
+class ChainReport:
+    checked: int
+    broken_at: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def verify_chain(batch: int = 5000) -> ChainReport:
+    """Walk the whole chain in id order; report the first event whose link or content is wrong."""
+    expected_prev = GENESIS
+    checked = 0
+    last_id = 0
+    while True:
+        rows = db.session.execute(
+            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        ).scalars().all()
+        if not rows:
+            return ChainReport(checked=checked)
+        for event in rows:
+            if event.prev_hash != expected_prev:
+                return ChainReport(checked, event.id, "previous-hash link does not match the event before it")
+            if event.compute_hash() != event.hash:
+                return ChainReport(checked, event.id, "content does not match its hash")
+            expected_prev = event.hash
+            checked += 1
+            last_id = event.id
+        db.session.expunge_all()

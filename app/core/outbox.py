@@ -1,0 +1,188 @@
+"""The outbox: work that leaves the process is written as a row in the business transaction,
+then delivered by a job with retries and exponential backoff, dead-lettered after its last try,
+and retryable by hand from the console.
+
+A delivery handler is registered per message `kind`; it raises to signal failure. Rows are
+claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of relays can run at once
+and each message is attempted by one of them at a time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from flask import current_app
+from sqlalchemy import JSON, CheckConstraint, DateTime, Index, Integer, String, Text, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.core.timeutil import utcnow
+from app.extensions import db
+
+STATUSES = ("pending", "delivered", "dead")
+Handler = Callable[[dict[str, Any]], Any]
+_handlers: dict[str, Handler] = {}
+
+
+class OutboxMessage(db.Model):
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending','delivered','dead')", name="status"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    org_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # A business key (e.g. "bank-notify:ORDER123"): the same message is never written twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    payload: Mapped[dict] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def outbox_handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that delivers messages of one kind."""
+
+    def register(func: Handler) -> Handler:
+        _handlers[kind] = func
+        return func
+
+    return register
+
+
+def handler_for(kind: str) -> Handler:
+    try:
+        return _handlers[kind]
+    except KeyError:
+        raise LookupError(f"no outbox handler for kind {kind!r}") from None
+
+
+def add_message(
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    org_id: int | None = None,
+    dedupe_key: str | None = None,
+    max_attempts: int | None = None,
+) -> OutboxMessage:
+    """Write a message in the caller's transaction; it is handed to the relay after commit."""
+    handler_for(kind)  # fail now, inside the business transaction, on an unknown kind
+    message = OutboxMessage(
+        kind=kind,
+        payload=payload,
+        org_id=org_id,
+        dedupe_key=dedupe_key,
+        max_attempts=max_attempts or current_app.config["OUTBOX_MAX_ATTEMPTS"],
+        next_attempt_at=utcnow(),
+    )
+    db.session.add(message)
+    db.session.flush()
+    db.session.info.setdefault("outbox_new_ids", []).append(message.id)
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _hand_over_after_commit(session: Session) -> None:
+    ids = session.info.pop("outbox_new_ids", None)
+    if ids:
+        from jobs import enqueue_outbox_delivery
+
+        for message_id in ids:
+            enqueue_outbox_delivery(message_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("outbox_new_ids", None)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after `attempts` failures: base · 2^(attempts-1), capped at 6 hours."""
+    base = current_app.config["OUTBOX_BASE_DELAY_SECONDS"]
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+@dataclass
+class DeliveryOutcome:
+    message_id: int
+    status: str
+    error: str | None = None
+
+
+def deliver(message_id: int) -> DeliveryOutcome | None:
+    """Attempt one due message, if no other relay holds it; commits its new state."""
+    stmt = select(OutboxMessage).where(
+        OutboxMessage.id == message_id,
+        OutboxMessage.status == "pending",
+        OutboxMessage.next_attempt_at <= utcnow(),
+    )
+    message = db.session.execute(_locked(stmt)).scalar_one_or_none()
+    if message is None:
+        db.session.rollback()
+        return None
+    return _attempt(message)
+
+
+def relay_due(limit: int = 100) -> list[DeliveryOutcome]:
+    """Deliver up to `limit` due messages, oldest due first."""
+    outcomes: list[DeliveryOutcome] = []
+    for _ in range(limit):
+        stmt = (
+            select(OutboxMessage)
+            .where(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= utcnow())
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(1)
+        )
+        message = db.session.execute(_locked(stmt)).scalar_one_or_none()
+        if message is None:
+            db.session.rollback()
+            break
+        outcomes.append(_attempt(message))
+    return outcomes
+
+
+def _locked(stmt):
+    if db.session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def _attempt(message: OutboxMessage) -> DeliveryOutcome:
+    """Run the handler while holding the row lock, then record the outcome and commit."""
+    message.attempts += 1
+    try:
+        result = handler_for(message.kind)(dict(message.payload))
+    except Exception as exc:  # a handler signals failure by raising, whatever the reason
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        message.last_error = error
+        if message.attempts >= message.max_attempts:
+            message.status = "dead"
+        else:
+            message.next_attempt_at = utcnow() + backoff(message.attempts)
+        db.session.commit()
+        return DeliveryOutcome(message.id, message.status, error)
+    message.status = "delivered"
+    message.delivered_at = utcnow()
+    message.last_error = None
+    message.last_result = None if result is None else str(result)[:2000]
+    db.session.commit()
+    return DeliveryOutcome(message.id, "delivered")
+
+
+def retry_by_hand(message: OutboxMessage) -> None:
+    """Put a dead (or waiting) message back in line for an immediate try, with a fresh set of attempts."""
+    if message.status == "delivered":
+        raise ValueError("already delivered")
+    message.status = "pending"
+    message.attempts = 0
+    message.next_attempt_at = utcnow()
+    db.session.info.setdefault("outbox_new_ids", []).append(message.id)
+
+

@@ -1,0 +1,62 @@
+"""Tenancy: an operator reaches the rows of their organisation and its descendants, nothing else.
+
+Every query for a tenant-owned model goes through `scoped()`; every fetch by id through
+`get_scoped_or_404()`; every organisation chosen in a form through `require_visible_org()`.
+An out-of-scope row answers 404, never 403, so its existence is not revealed.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+from flask import abort
+from sqlalchemy import Select, select
+
+from app.extensions import db
+from app.orgs.models import Organisation
+
+if TYPE_CHECKING:
+    from app.auth.models import Operator
+
+M = TypeVar("M")
+
+
+def visible_org_ids(actor: "Operator") -> Select:
+    """A sub-select of the ids of the actor's organisation and all below it."""
+    return select(Organisation.id).where(Organisation.path.startswith(actor.org.path, autoescape=True))
+
+
+def can_see_org(actor: "Operator", org: Organisation) -> bool:
+    return org.path.startswith(actor.org.path)
+
+
+def scoped(model: type[M], actor: "Operator", stmt: Select | None = None) -> Select:
+    """`select(model)` (or the given statement) limited to the actor's organisations."""
+    stmt = select(model) if stmt is None else stmt
+    if model is Organisation:
+        return stmt.where(Organisation.path.startswith(actor.org.path, autoescape=True))
+    return stmt.where(model.org_id.in_(visible_org_ids(actor)))  # type: ignore[attr-defined]
+
+
+def get_scoped_or_404(model: type[M], ident: int | str | None, actor: "Operator") -> M:
+    """Fetch one row by primary key, or 404 when it is missing or outside the actor's organisations."""
+    try:
+        key = int(ident)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        abort(404)
+    row = db.session.execute(scoped(model, actor).where(model.id == key)).scalar_one_or_none()  # type: ignore[attr-defined]
+    if row is None:
+        abort(404)
+    return row
+
+
+def require_visible_org(actor: "Operator", org_id: int | str | None) -> Organisation:
+    """The organisation a form names, if the actor may act on it; 404 otherwise."""
+    return get_scoped_or_404(Organisation, org_id, actor)
+
+
+def visible_orgs(actor: "Operator", kinds: tuple[str, ...] | None = None) -> list[Organisation]:
+    """Organisations the actor may pick in a form, in tree order."""
+    stmt = scoped(Organisation, actor).where(Organisation.status == "active").order_by(Organisation.path)
+    if kinds:
+        stmt = stmt.where(Organisation.kind.in_(kinds))
+    return list(db.session.execute(stmt).scalars())

@@ -1,0 +1,1 @@
+"""The home page: figures across the business lines an operator can see."""

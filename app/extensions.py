@@ -1,0 +1,78 @@
+"""Extension singletons, created here and bound to the app in `create_app`."""
+from __future__ import annotations
+
+from flask import Flask, current_app, request, session
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
+from htmx_flask import Htmx
+from redis import Redis
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+htmx = Htmx()
+limiter = Limiter(key_func=get_remote_address, strategy="fixed-window")
+
+
+def select_locale() -> str:
+    """The language chosen by the operator (session), else Simplified Chinese."""
+    chosen = session.get("locale")
+    if chosen in current_app.config["LANGUAGES"]:
+        return chosen
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+babel = Babel()
+
+
+def init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(app.config.get("MIGRATIONS_DIR", "migrations")))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    redis_url = app.config["REDIS_URL"]
+    app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url or "memory://")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    limiter.init_app(app)
+    app.extensions["redis"] = _make_redis(redis_url)
+
+
+def _make_redis(url: str) -> Redis:
+    if url:
+        return Redis.from_url(url)
+    import fakeredis  # the embedded default: one in-process server shared by all threads
+
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+def get_redis() -> Redis:
+    """The Redis connection of the current app (real Redis, or fakeredis when embedded)."""
+    return current_app.extensions["redis"]
+
+
+def client_ip() -> str:
+    """The caller's address as the app sees it (behind ProxyFix in production)."""
+    return request.remote_addr or "-"

@@ -1,0 +1,1 @@
+"""Members (the customers of an organisation) and the products it sells."""

@@ -1,0 +1,1 @@
+"""The organisation tree: platform → banks / merchants → stores."""

@@ -1,0 +1,1 @@
+"""System screens: health, audit trail, outbox deliveries, background jobs."""
