@@ -25,8 +25,8 @@ def register_extensions(app: Flask) -> None:
 
         operator_id, _, version = session_id.partition(":")
         operator = db.session.get(Operator, int(operator_id)) if operator_id.isdigit() else None
-        if operator is None or str(operator.session_version) != version:
-            return None
+        if operator is None or str(operator.session_version) != version or not operator.is_active:
+            return None  # signed out: password reset, account or organisation disabled
         return operator
 
 
@@ -78,6 +78,11 @@ def register_errors(app: Flask) -> None:
 
     @app.errorhandler(429)
     def too_many(error):
+        if request.endpoint == "auth.login":
+            from app.auth.forms import LoginForm
+
+            message = _("Too many login attempts. Please wait 15 minutes and try again.")
+            return render_template("auth/login.html", form=LoginForm(), limited=message), 429
         return error_page(429, _("Too many attempts"), _("Too many attempts. Please wait a few minutes and try again."))
 
     @app.errorhandler(CSRFError)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
@@ -33,9 +34,22 @@ def truncate_all() -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+class FreshContextClient(FlaskClient):
+    """A test client whose every request runs in its own app context, as in production.
+
+    Tests hold an app context for their own database work; without this, requests would share
+    that context's `g` (Flask-Login's cached user, Flask-WTF's CSRF token) from one to the next.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def app():
     app = create_app(TestConfig)
+    app.test_client_class = FreshContextClient
     with app.app_context():
         reset_schema()
     yield app

@@ -72,8 +72,9 @@ class Operator(UserMixin, TenantOwned, Timestamped, db.Model):
         return permission in self.permissions
 
     @property
-    def is_active(self) -> bool:  # Flask-Login refuses inactive users
-        return self.status == "active" and self.org.is_active
+    def is_active(self) -> bool:
+        """Active when the account, its organisation and every organisation above it are active."""
+        return self.status == "active" and self.org.is_active_with_ancestors()
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"

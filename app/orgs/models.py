@@ -1,7 +1,7 @@
 """Organisations form a tree; `path` ('/1/4/9/') makes "this org and its descendants" one indexed prefix query."""
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.models import Timestamped
@@ -41,6 +41,19 @@ class Organisation(Timestamped, db.Model):
     @property
     def is_active(self) -> bool:
         return self.status == "active"
+
+    def ancestor_ids(self) -> list[int]:
+        """Ids on the path from the root down to this organisation (itself included)."""
+        return [int(part) for part in self.path.strip("/").split("/") if part]
+
+    def is_active_with_ancestors(self) -> bool:
+        if self.status != "active":
+            return False
+        disabled = db.session.execute(
+            select(func.count()).select_from(Organisation)
+            .where(Organisation.id.in_(self.ancestor_ids()), Organisation.status != "active")
+        ).scalar_one()
+        return disabled == 0
 
     def __repr__(self) -> str:
         return f"<Organisation {self.code} {self.name}>"

@@ -84,11 +84,3 @@ def set_organisation_status(actor_org_id: int, org: Organisation, status: str) -
     db.session.commit()
     return org
 
-
-def is_effectively_active(org: Organisation) -> bool:
-    """An organisation is usable when it and every ancestor are active."""
-    ids = [int(part) for part in org.path.strip("/").split("/") if part]
-    disabled = db.session.execute(
-        select(func.count()).select_from(Organisation).where(Organisation.id.in_(ids), Organisation.status != "active")
-    ).scalar_one()
-    return disabled == 0
