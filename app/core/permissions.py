@@ -29,16 +29,15 @@ PERMISSIONS: dict[str, str] = {
     "system.jobs": _l("View and start background jobs"),
     "approvals.decide": _l("Approve or reject requests"),
     "frontdesk.verify": _l("Verify vouchers at the front desk"),
+    "platform.manage": _l("Manage the whole platform (partner platforms, sandboxes, all organisations)"),
 }
 
 _VIEW_ONLY = {"dashboard.view", "orgs.view", "operators.view", "members.view", "products.view"}
 
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "platform_admin": (_l("Platform admin"), frozenset(PERMISSIONS)),
-    "org_admin": (
-        _l("Organisation admin"),
-        frozenset(PERMISSIONS) - {"system.outbox", "system.jobs"},
-    ),
+    # Everything within the admin's own organisation subtree; tenancy keeps them inside it.
+    "org_admin": (_l("Organisation admin"), frozenset(PERMISSIONS) - {"platform.manage"}),
     "operator": (
         _l("Operator"),
         frozenset(_VIEW_ONLY | {"members.manage", "members.export", "products.manage", "system.jobs"}),
