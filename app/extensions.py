@@ -1,7 +1,7 @@
 """Extension singletons, created here and bound to the app in `create_app`."""
 from __future__ import annotations
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -37,7 +37,7 @@ limiter = Limiter(key_func=get_remote_address, strategy="fixed-window")
 
 def select_locale() -> str:
     """The language chosen by the operator (session), else Simplified Chinese."""
-    chosen = session.get("locale")
+    chosen = session.get("locale") if has_request_context() else None  # jobs and the CLI have no session
     if chosen in current_app.config["LANGUAGES"]:
         return chosen
     return current_app.config["BABEL_DEFAULT_LOCALE"]

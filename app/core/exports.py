@@ -9,8 +9,11 @@ from urllib.parse import quote
 
 from flask import Response, stream_with_context
 from openpyxl import Workbook
+from sqlalchemy import Select
+from sqlalchemy.orm import Session
 
 from app.core.timeutil import BUSINESS_TZ, utcnow
+from app.extensions import db
 
 FORMATS = ("csv", "xlsx")
 
@@ -19,6 +22,16 @@ FORMATS = ("csv", "xlsx")
 class Column:
     header: str
     value: Callable[[Any], Any]
+
+
+def rows_for_export(stmt: Select, batch: int = 1000) -> Iterator[Any]:
+    """The rows of an export, read in batches on a session of their own.
+
+    A CSV export is streamed after the view has returned, when the request's own session has
+    already been closed by the app-context teardown; rows read through it would fail mid-file.
+    """
+    with Session(db.engine) as session:
+        yield from session.execute(stmt.execution_options(yield_per=batch)).scalars()
 
 
 def export_filename(base: str, fmt: str) -> str:

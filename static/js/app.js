@@ -78,12 +78,24 @@
     if (m) m.hide();
   });
 
+  function focusFirstField(root) {
+    var field = root.querySelector(".is-invalid, input:not([type=hidden]), select");
+    if (field) field.focus();
+  }
+
+  // Bootstrap focuses the dialog itself once its opening animation ends, so the first field
+  // is focused only then (earlier, the keys a quick typist presses would be lost).
+  document.addEventListener("shown.bs.modal", function (event) {
+    if (event.target.id === "modal") focusFirstField(event.target);
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target.id === "modal-content") {
+      var element = document.getElementById("modal");
+      var alreadyOpen = element.classList.contains("show");
       var m = modal();
       if (m) m.show();
-      var invalid = event.detail.target.querySelector(".is-invalid, input:not([type=hidden]), select");
-      if (invalid) setTimeout(function () { invalid.focus(); }, 200);
+      if (alreadyOpen) focusFirstField(event.detail.target);
     }
   });
 
@@ -100,6 +112,25 @@
 
   document.addEventListener("input", function (event) {
     if (event.target.matches && event.target.matches("[data-counter]")) updateCounters(document);
+  });
+
+  // A header checkbox [data-check-all="name"] selects or clears every row checkbox of that name.
+  document.addEventListener("change", function (event) {
+    var name = event.target.getAttribute && event.target.getAttribute("data-check-all");
+    if (!name) return;
+    document.querySelectorAll('input[type=checkbox][name="' + name + '"]').forEach(function (box) {
+      if (!box.disabled) box.checked = event.target.checked;
+    });
+  });
+
+  // A [data-copy="text"] button copies its text (codes shown in monospace have one).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button || !navigator.clipboard) return;
+    var zh = document.documentElement.lang === "zh-CN";
+    navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+      showToast(zh ? "已复制" : "Copied", "success");
+    });
   });
 
   document.addEventListener("htmx:load", function (event) {

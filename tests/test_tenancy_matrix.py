@@ -1,0 +1,94 @@
+"""Tenancy across every model that carries `org_id`: an operator of bank A gets 404 for bank B's
+row by URL, by HTMX partial and by POST; and a new tenant-owned model cannot be added without
+a row in this matrix (the last test fails until it has one).
+"""
+from __future__ import annotations
+
+import pytest
+
+from app.auth.models import Operator
+from app.core import outbox
+from app.core.audit import AuditEvent, acting_as, Actor, record
+from app.core.jobruns import JobRun
+from app.extensions import db
+from app.members.models import Member, Product
+from app.orgs.models import Organisation
+from tests.helpers import csrf_from, htmx_headers
+
+
+def _operator(make, org):
+    return make.operator(org=org, roles=("viewer",))
+
+
+def _job_run(make, org):
+    run = JobRun(name="jobs.outbox.relay_outbox", label="relay", queue="outbox", org_id=org.id)
+    db.session.add(run)
+    db.session.commit()
+    return run
+
+
+def _outbox_message(make, org):
+    message = outbox.OutboxMessage(kind="http.post_json", payload={"url": "http://127.0.0.1:9/", "body": {}},
+                                   org_id=org.id, max_attempts=3, status="dead")
+    db.session.add(message)
+    db.session.commit()
+    return message
+
+
+def _audit_event(make, org):
+    with acting_as(Actor(None, "someone", org.id)):
+        event = record("member.update", "member", 1, after={"name": "x"}, org_id=org.id)
+    db.session.commit()
+    return event
+
+
+# model -> (how to make bank B's row, [(method, url template, form data, htmx target)])
+MATRIX = {
+    Organisation: (lambda make, org: org, [
+        ("get", "/orgs/{id}/edit", None, None),
+        ("get", "/orgs/{id}/edit", None, "modal-content"),
+        ("post", "/orgs/{id}/status", {"status": "disabled"}, None),
+    ]),
+    Operator: (_operator, [
+        ("get", "/operators/{id}/edit", None, "modal-content"),
+        ("post", "/operators/{id}/status", {"status": "disabled"}, None),
+        ("post", "/operators/{id}/password", {"password": "hacked12345", "confirm": "hacked12345"}, "modal-content"),
+    ]),
+    Member: (lambda make, org: make.member(org), [
+        ("get", "/members/{id}", None, None),
+        ("get", "/members/{id}/edit", None, "modal-content"),
+        ("post", "/members/{id}/status", {"status": "disabled"}, None),
+    ]),
+    Product: (lambda make, org: make.product(org), [
+        ("get", "/products/{id}/edit", None, "modal-content"),
+        ("post", "/products/{id}/status", {"status": "off_sale"}, None),
+    ]),
+    JobRun: (_job_run, [("get", "/jobs/{id}", None, "job-run-{id}")]),
+    outbox.OutboxMessage: (_outbox_message, [("post", "/outbox/{id}/retry", {}, None)]),
+    AuditEvent: (_audit_event, [("get", "/audit/{id}", None, None), ("get", "/audit/{id}", None, "modal-content")]),
+}
+
+CASES = [(model, *case) for model, (_, cases) in MATRIX.items() for case in cases]
+
+
+@pytest.mark.parametrize("model, method, url, data, target", CASES,
+                         ids=[f"{m.__name__}-{meth}-{u}-{t or 'page'}" for m, meth, u, _, t in CASES])
+def test_bank_a_gets_404_for_bank_b_rows(client, auth, make, model, method, url, data, target):
+    bank_a, bank_b = make.org(kind="bank"), make.org(kind="bank")
+    make.operator(org=bank_a, roles=("org_admin",), username="a_admin")
+    row = MATRIX[model][0](make, bank_b)
+    auth.login("a_admin")
+    token = csrf_from(client.get("/dashboard"))
+    headers = {"X-CSRFToken": token, **(htmx_headers(target=target.format(id=row.id)) if target else {})}
+    kwargs = {"data": {**data, "csrf_token": token}} if data is not None else {}
+    response = getattr(client, method)(url.format(id=row.id), headers=headers, **kwargs)
+    assert response.status_code == 404
+    if method == "get":  # the same request for bank A's own row is answered: the 404 is tenancy's
+        own = MATRIX[model][0](make, bank_a)
+        headers = {"X-CSRFToken": token, **(htmx_headers(target=target.format(id=own.id)) if target else {})}
+        assert client.get(url.format(id=own.id), headers=headers).status_code in (200, 286)
+
+
+def test_every_model_with_an_org_id_is_in_the_matrix():
+    with_org = {mapper.class_ for mapper in db.Model.registry.mappers if "org_id" in mapper.columns}
+    assert with_org - {Organisation} <= set(MATRIX), "add the new tenant-owned model to MATRIX"
