@@ -114,7 +114,11 @@ def start_job(
     )
     db.session.add(run)
     db.session.commit()
-    job = queue(queue_name).enqueue(func, *args, job_run_id=run.id, **kwargs)
+    try:
+        job = queue(queue_name).enqueue(func, *args, job_run_id=run.id, **kwargs)
+    except Exception as exc:  # Redis unreachable: say so on the run instead of leaving it "queued" forever
+        _mark_run(run.id, status="failed", error=f"could not enqueue: {type(exc).__name__}: {exc}", finished=True)
+        raise
     run.rq_job_id = job.id
     db.session.commit()
     return run

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, select, text
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, func, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.timeutil import as_utc, utcnow
@@ -168,9 +168,22 @@ class ChainReport:
     def ok(self) -> bool:
         return self.broken_at is None
 
+    def describe(self) -> str:
+        """One line for people (the CLI's output, the verify job's result or error)."""
+        if self.ok:
+            return f"audit chain OK: {self.checked} events verified"
+        return (f"audit chain BROKEN at event {self.broken_at}: {self.reason} "
+                f"({self.checked} events before it verified)")
 
-def verify_chain(batch: int = 5000) -> ChainReport:
-    """Walk the whole chain in id order; report the first event whose link or content is wrong."""
+
+def verify_chain(batch: int = 5000, progress: Callable[[int, int], None] | None = None) -> ChainReport:
+    """Walk the whole chain in id order; report the first event whose link or content is wrong.
+
+    `progress(checked, total)` is called after each batch (the CLI passes nothing; the
+    background job reports it to its JobRun). `total` is counted once at the start, so events
+    appended while the walk runs can make `checked` exceed it.
+    """
+    total = db.session.execute(select(func.count()).select_from(AuditEvent)).scalar_one() if progress else 0
     expected_prev = GENESIS
     checked = 0
     last_id = 0
@@ -188,4 +201,8 @@ def verify_chain(batch: int = 5000) -> ChainReport:
             expected_prev = event.hash
             checked += 1
             last_id = event.id
-        db.session.expunge_all()
+        # Only our own rows leave the identity map; the caller's objects stay attached.
+        for event in rows:
+            db.session.expunge(event)
+        if progress:
+            progress(checked, total)

@@ -14,8 +14,7 @@ def verify() -> None:
 
     report = verify_chain()
     if report.ok:
-        click.echo(f"audit chain OK: {report.checked} events verified")
+        click.echo(report.describe())
         return
-    click.echo(f"audit chain BROKEN at event {report.broken_at}: {report.reason} "
-               f"({report.checked} events before it verified)", err=True)
+    click.echo(report.describe(), err=True)
     raise SystemExit(1)

@@ -33,7 +33,8 @@ def trigger(response: Response, event: str, detail: Any = True) -> Response:
     existing = response.headers.get("HX-Trigger")
     events: dict[str, Any] = json.loads(existing) if existing else {}
     events[event] = detail
-    response.headers["HX-Trigger"] = json.dumps(events, ensure_ascii=False)
+    # ASCII only: header values go out as Latin-1, so a Chinese toast must travel as \u escapes.
+    response.headers["HX-Trigger"] = json.dumps(events)
     return response
 
 

@@ -70,7 +70,9 @@ def claim(client_id: str, key: str, request_hash: str) -> IdempotencyRecord | St
         db.session.rollback()
     existing = db.session.execute(
         select(IdempotencyRecord).where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
-    ).scalar_one()
+    ).scalar_one_or_none()
+    if existing is None:  # the twin failed and released the key between our insert and this read
+        raise IdempotencyConflict()
     if existing.request_hash != request_hash:
         raise IdempotencyMismatch()
     if existing.status != "done":

@@ -155,10 +155,16 @@ def _locked(stmt):
 
 
 def _attempt(message: OutboxMessage) -> DeliveryOutcome:
-    """Run the handler while holding the row lock, then record the outcome and commit."""
+    """Run the handler while holding the row lock, then record the outcome and commit.
+
+    The handler runs inside a savepoint: database work it does commits with the delivery, and
+    whatever it leaves half-done when it raises is undone without losing the row lock.
+    """
     message.attempts += 1
+    db.session.flush()
     try:
-        result = handler_for(message.kind)(dict(message.payload))
+        with db.session.begin_nested():
+            result = handler_for(message.kind)(dict(message.payload))
     except Exception as exc:  # a handler signals failure by raising, whatever the reason
         error = f"{type(exc).__name__}: {exc}"[:2000]
         message.last_error = error
@@ -177,7 +183,12 @@ def _attempt(message: OutboxMessage) -> DeliveryOutcome:
 
 
 def retry_by_hand(message: OutboxMessage) -> None:
-    """Put a dead (or waiting) message back in line for an immediate try, with a fresh set of attempts."""
+    """Put a dead (or waiting) message back in line for an immediate try, with a fresh set of attempts.
+
+    The row is locked and re-read first: a relay may be delivering it at this very moment (it holds
+    the row lock while the handler runs), and resetting it from a stale copy would send it twice.
+    """
+    db.session.refresh(message, with_for_update=True)
     if message.status == "delivered":
         raise ValueError("already delivered")
     message.status = "pending"
