@@ -152,7 +152,7 @@ def register_security(app: Flask) -> None:
 
 
 def register_jinja(app: Flask) -> None:
-    from app.core import crypto, money, timeutil
+    from app.core import audit, crypto, money, timeutil
     from app.core.navigation import navigation
     from app.core.permissions import role_label
 
@@ -162,6 +162,7 @@ def register_jinja(app: Flask) -> None:
         date=lambda value: timeutil.format_local(value, "%Y-%m-%d"),
         mask_phone=crypto.mask_phone,
         role_label=role_label,
+        audit_action=audit.action_label,
     )
     app.jinja_env.globals.update(csrf_token=generate_csrf, navigation=navigation)
     app.jinja_env.add_extension("jinja2.ext.do")

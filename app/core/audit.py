@@ -20,6 +20,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, func, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +28,37 @@ from app.core.timeutil import as_utc, utcnow
 from app.extensions import db
 
 GENESIS = "0" * 64
+
+# What each action means to a person reading the trail; a domain adds its own actions here.
+ACTION_LABELS = {
+    "auth.login": _l("Logged in"),
+    "auth.login_failed": _l("Failed login"),
+    "org.create": _l("Created an organisation"),
+    "org.update": _l("Edited an organisation"),
+    "org.disable": _l("Disabled an organisation"),
+    "org.enable": _l("Enabled an organisation"),
+    "operator.create": _l("Created an operator"),
+    "operator.update": _l("Edited an operator"),
+    "operator.disable": _l("Disabled an operator"),
+    "operator.enable": _l("Enabled an operator"),
+    "operator.reset_password": _l("Reset a password"),
+    "member.create": _l("Created a member"),
+    "member.update": _l("Edited a member"),
+    "member.disable": _l("Disabled a member"),
+    "member.enable": _l("Enabled a member"),
+    "member.export": _l("Exported members"),
+    "product.create": _l("Created a product"),
+    "product.update": _l("Edited a product"),
+    "product.on_sale": _l("Put a product on sale"),
+    "product.off_sale": _l("Took a product off sale"),
+    "outbox.retry": _l("Retried a delivery"),
+    "job.start": _l("Started a background job"),
+}
+
+
+def action_label(action: str) -> str:
+    label = ACTION_LABELS.get(action)
+    return str(label) if label else action
 _ADVISORY_LOCK_KEY = 7_420_001  # any constant shared by all writers of the chain
 
 

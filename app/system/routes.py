@@ -88,7 +88,7 @@ def export_audit():
     columns = [
         Column(_("Event"), lambda e: e.id),
         Column(_("Time"), lambda e: format_local(e.occurred_at)),
-        Column(_("Operator"), lambda e: e.actor_name),
+        Column(_("Acted by"), lambda e: e.actor_name),
         Column(_("Organisation"), lambda e: org_names.get(e.org_id, "")),
         Column(_("Action"), lambda e: e.action),
         Column(_("Object type"), lambda e: e.object_type),
