@@ -23,4 +23,5 @@ def create_app(config_class: type = Config, **overrides) -> Flask:
     web.register_jinja(app)
     web.register_cli(app)
     web.register_embedded_workers(app)
+    web.register_proxy_fix(app)
     return app

@@ -60,6 +60,9 @@ class Config:
     LANGUAGES = {"zh_CN": "简体中文", "en": "English"}
     BABEL_TRANSLATION_DIRECTORIES = str(ROOT / "translations")
 
+    # How many reverse proxies stand in front of the app (0: none). Their X-Forwarded-* headers are
+    # trusted for exactly that many hops, so the audit trail and login throttling see the client's IP.
+    PROXY_FIX_HOPS = int(os.environ.get("PROXY_FIX_HOPS", "0"))
     SANDBOXES_ENABLED = _env_bool("SANDBOXES_ENABLED", ENV_NAME != "production")
     OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
     OUTBOX_BASE_DELAY_SECONDS = int(os.environ.get("OUTBOX_BASE_DELAY_SECONDS", "30"))

@@ -182,6 +182,15 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(demo_cli)
 
 
+def register_proxy_fix(app: Flask) -> None:
+    """Behind PROXY_FIX_HOPS reverse proxies, take the client's address and scheme from their headers."""
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+
 def register_embedded_workers(app: Flask) -> None:
     """In the embedded default, the first request starts the job worker and cron threads."""
     if not app.config["EMBEDDED_WORKERS"]:

@@ -26,7 +26,9 @@ class Member(TenantOwned, Timestamped, db.Model):
     __table_args__ = (
         UniqueConstraint("org_id", "phone_hash", name="uq_members_org_phone"),
         CheckConstraint("status IN ('active','disabled')", name="status"),
-        Index("ix_members_org_registered", "org_id", "registered_at"),
+        # The list's default order is (registered_at, id) descending: one index per scope serves it.
+        Index("ix_members_org_registered", "org_id", "registered_at", "id"),
+        Index("ix_members_registered", "registered_at", "id"),
         Index("ix_members_org_name", "org_id", "name", postgresql_ops={"name": "text_pattern_ops"}),
         Index("ix_members_wechat_openid", "wechat_openid"),
         Index("ix_members_alipay_user_id", "alipay_user_id"),

@@ -19,19 +19,14 @@ from app.core import audit, outbox
 from app.core.audit import AuditEvent
 from app.core.jobruns import JobRun
 from app.core.outbox import OutboxMessage
-from app.core.tenancy import visible_org_ids
+from app.core.tenancy import sees_everything, visible_org_ids
 from app.core.timeutil import local_day_range
 from app.extensions import db
 from app.orgs.models import Organisation
 
 
-def sees_all_orgs(actor: Operator) -> bool:
-    """Operators of the platform organisation see every organisation's rows and platform-wide ones."""
-    return actor.org.kind == "platform"
-
-
 def _scope(stmt: Select, org_column: ColumnElement, actor: Operator) -> Select:
-    if sees_all_orgs(actor):
+    if sees_everything(actor):
         return stmt
     return stmt.where(org_column.in_(visible_org_ids(actor)))
 
@@ -243,7 +238,7 @@ STARTABLE_JOBS: dict[str, StartableJob] = {
 
 def may_start_jobs(actor: Operator) -> bool:
     """The startable jobs work on the whole platform: only its managers, at the platform, may start them."""
-    return sees_all_orgs(actor) and actor.can("system.jobs") and actor.can("platform.manage")
+    return sees_everything(actor) and actor.can("system.jobs") and actor.can("platform.manage")
 
 
 def start_platform_job(actor: Operator, name: str) -> JobRun:

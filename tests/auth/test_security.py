@@ -190,3 +190,19 @@ def test_no_get_request_changes_state(client, app, auth, make, admin):
     assert _count_business_rows() == before
     audited = db.session.execute(select(AuditEvent.action).where(AuditEvent.id > last_event)).scalars().all()
     assert all(action.endswith(".export") for action in audited), audited
+
+
+def test_behind_a_proxy_the_client_address_is_seen():
+    """The address the audit trail and the login throttle use is the client's, not the proxy's."""
+    proxied = create_app(TestConfig, PROXY_FIX_HOPS=1)
+    direct = create_app(TestConfig)
+    seen = {}
+    for name, app in (("proxied", proxied), ("direct", direct)):
+        @app.get("/_ip")
+        def show_ip():
+            from app.extensions import client_ip
+
+            return client_ip()
+        seen[name] = app.test_client().get("/_ip", headers={"X-Forwarded-For": "203.0.113.9"},
+                                           environ_base={"REMOTE_ADDR": "10.0.0.2"}).get_data(as_text=True)
+    assert seen == {"proxied": "203.0.113.9", "direct": "10.0.0.2"}

@@ -21,7 +21,7 @@ from app.members.models import Member
 
 def explain(stmt) -> str:
     """The plan of a statement exactly as the app sends it (same bound parameters), with seq scans priced out."""
-    compiled = stmt.compile(dialect=db.engine.dialect)
+    compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"render_postcompile": True})
     connection = db.session.connection()
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     lines = [row[0] for row in connection.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params)]

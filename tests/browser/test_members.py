@@ -1,7 +1,7 @@
 """The member and product screens in Chromium: active search, the modal forms with inline phone
 validation, the kind switch that swaps the attribute fields, and a confirmed status change.
 
-Uses the browser fixtures of tests/browser (the machine's Chromium, the app on a live server).
+Uses the browser fixtures of tests/browser/conftest.py (the machine's Chromium, the app on a live server).
 Elements are found by data-testid, name or role, never by visible text.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.members.models import Member, Product
-from tests.browser.conftest import browser, live_server, login, page, shot  # noqa: F401  (fixtures)
 
 
 def _committed(model, **where):

@@ -1,0 +1,61 @@
+"""Benchmark scenarios: one module per scenario in this package, found by `bench/run.py`.
+
+A scenario module defines:
+
+    NAME: str                      short name, used on the command line (--scenario NAME)
+    DESCRIPTION: str               one line for the report
+
+    def setup(app) -> dict:        seed what the scenario needs, inside an app context on the
+                                   bench database. Must be idempotent: a second run reuses the
+                                   data (run.py --fresh wipes the database first). Returns a
+                                   JSON-able state passed to the functions below.
+
+    def cases(state) -> list[Case]:
+                                   the request mixes to measure; each Case is measured and
+                                   reported on its own.
+
+    def explain(app, state) -> list[str]   (optional)
+                                   lines to print after the figures, e.g. the query plans of the
+                                   SQL the scenario's requests run (see bench.sqlplan).
+
+The driver (bench/load.py) runs in a separate process: N client threads send the requests
+of a case for a bounded time and count, cycling through `Case.paths`; a response counts as an
+error unless its status is `Case.status` and, when `Case.expect` is given, its body contains
+the string expected for that path.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import asdict, dataclass, field
+from types import ModuleType
+
+
+@dataclass
+class Case:
+    name: str
+    paths: list[str]                              # cycled through by the clients
+    login: tuple[str, str] | None = None          # (username, password) to log in with first
+    method: str = "GET"
+    status: int = 200
+    expect: list[str] | None = None               # per path: a string the body must contain
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError(f"case {self.name!r} has no paths")
+        if self.expect is not None and len(self.expect) != len(self.paths):
+            raise ValueError(f"case {self.name!r}: expect must give one string per path")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def discover() -> dict[str, ModuleType]:
+    """Every scenario module in this package, by NAME."""
+    found: dict[str, ModuleType] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "setup") and hasattr(module, "cases"):
+            found[module.NAME] = module
+    return found

@@ -1,0 +1,101 @@
+"""Browser tests: the real app served over HTTP in a background thread, driven by Chromium.
+
+The server is the session `app` (TestConfig: the same PostgreSQL test database and Redis as the
+other tests), served by werkzeug on 127.0.0.1 with a free port. The browser is the machine's
+Chromium (`CHROMIUM`, default /usr/bin/chromium) through Playwright; Playwright never downloads
+a browser of its own. A missing Chromium fails the tests: they are never skipped.
+
+Screenshots of the main steps go to test-artifacts/ (ignored by git).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def live_server(app):
+    """The app on http://127.0.0.1:<free port>, in a daemon thread, for the whole session."""
+    if not (REPO / "static" / "vendor" / "htmx.min.js").exists():
+        pytest.fail("static/vendor/ is not built: run `make test` (it runs npm ci and the asset build)")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium from the machine (never a downloaded one)."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        found = shutil.which("chromium")
+        pytest.fail(f"Chromium not found at {CHROMIUM} (CHROMIUM=...; `which chromium`: {found}). "
+                    "Install it with `apt-get install chromium fonts-noto-cjk`; .ci/run does.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    """A fresh browser context (no cookies) and page, with the live server as base URL."""
+    context = browser.new_context(base_url=live_server, viewport={"width": 1366, "height": 860},
+                                  locale="zh-CN", timezone_id="Asia/Shanghai")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"uncaught JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def shot(page, request):
+    """shot("step") saves test-artifacts/<test name>-<n>-<step>.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    counter = iter(range(1, 100))
+    test_name = re.sub(r"[^A-Za-z0-9_-]+", "_", request.node.name)
+
+    def take(step: str) -> Path:
+        path = ARTIFACTS / f"{test_name}-{next(counter):02d}-{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def login(page):
+    """Log in through the real login form and land on the dashboard."""
+    from tests.factories import PASSWORD
+
+    def do_login(username: str, password: str = PASSWORD) -> None:
+        page.goto("/login")
+        page.locator("input[name=username]").fill(username)
+        page.locator("input[name=password]").fill(password)
+        page.get_by_test_id("login-submit").click()
+        page.wait_for_url("**/dashboard")
+
+    return do_login
