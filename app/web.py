@@ -51,6 +51,11 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp):
         app.register_blueprint(blueprint)
+    if app.config["SANDBOXES_ENABLED"]:
+        from app.sandbox import blueprints as sandbox_blueprints
+
+        for blueprint in sandbox_blueprints():
+            app.register_blueprint(blueprint)
 
 
 def register_errors(app: Flask) -> None:
