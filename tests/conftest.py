@@ -24,7 +24,7 @@ def reset_schema() -> None:
     """Drop everything in the test database and rebuild it with the migrations."""
     with db.engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public;"))
-    upgrade(directory=os.path.join(REPO, "migrations"))
+    upgrade(directory=os.path.join(REPO, "migrations"), revision="heads")
 
 
 def truncate_all() -> None:
