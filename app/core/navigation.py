@@ -21,6 +21,9 @@ MENU: list[tuple[str, list[NavLink]]] = [
         NavLink("members.list_members", _l("Members"), "people", "members.view"),
         NavLink("members.list_products", _l("Products"), "box-seam", "products.view"),
     ]),
+    (_l("Vouchers"), [
+        NavLink("vouchers.platform_settings", _l("Voucher platforms"), "plug", "vouchers.configure"),
+    ]),
     (_l("Organisation"), [
         NavLink("orgs.list_orgs", _l("Organisations"), "diagram-3", "orgs.view"),
         NavLink("orgs.list_operators", _l("Operators"), "person-badge", "operators.view"),

@@ -29,6 +29,7 @@ PERMISSIONS: dict[str, str] = {
     "system.jobs": _l("View and start background jobs"),
     "approvals.decide": _l("Approve or reject requests"),
     "frontdesk.verify": _l("Verify vouchers at the front desk"),
+    "vouchers.configure": _l("Configure voucher platforms and deal mappings"),
     "platform.manage": _l("Manage the whole platform (partner platforms, sandboxes, all organisations)"),
 }
 
