@@ -109,3 +109,27 @@ def test_front_desk_cannot_configure(client, auth, make, gym):
     make.operator(org=gym["store"], roles=("front_desk",), username="desk")
     auth.login("desk")
     assert client.get("/vouchers/platforms").status_code == 403
+
+
+@pytest.mark.parametrize("platform", ["meituan", "douyin"])
+def test_connection_test_against_the_sandbox(app, make, gym, platform):
+    """The account's credentials are checked by a real signed call to the platform's sandbox."""
+    import httpx
+
+    from app.vouchers import platforms
+
+    secrets = ({"sign_key": "mt-sandbox-sign-key-2026", "app_auth_token": "sandbox-store-1"} if platform == "meituan"
+               else {"client_secret": "sandbox-douyin-secret-0001"})
+    app_id = "100001" if platform == "meituan" else "awsandboxgym0001"
+    if platform == "douyin":
+        from app.sandbox.douyin import seed_sandbox_skus
+
+        seed_sandbox_skus()
+    account = platforms.save_account(gym["store"], platform, f"http://sandbox/sandbox/{platform}", app_id, "shop-1",
+                                     None, secrets)
+    transport = httpx.WSGITransport(app=app)
+    assert platforms.check_connection(account, transport=transport).ok
+    wrong = {name: "wrong-" + value for name, value in secrets.items()}
+    account = platforms.save_account(gym["store"], platform, account.base_url, app_id, "shop-1", None, wrong, account)
+    result = platforms.check_connection(account, transport=transport)
+    assert not result.ok and account.last_test_ok is False
