@@ -30,10 +30,13 @@ PERMISSIONS: dict[str, str] = {
     "approvals.decide": _l("Approve or reject requests"),
     "frontdesk.verify": _l("Verify vouchers at the front desk"),
     "vouchers.configure": _l("Configure voucher platforms and deal mappings"),
+    "vouchers.view": _l("View vouchers, verifications and voucher statistics"),
+    "vouchers.undo": _l("Undo a voucher verification"),
+    "vouchers.sync": _l("Start voucher sync and reconciliation"),
     "platform.manage": _l("Manage the whole platform (partner platforms, sandboxes, all organisations)"),
 }
 
-_VIEW_ONLY = {"dashboard.view", "orgs.view", "operators.view", "members.view", "products.view"}
+_VIEW_ONLY = {"dashboard.view", "orgs.view", "operators.view", "members.view", "products.view", "vouchers.view"}
 
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "platform_admin": (_l("Platform admin"), frozenset(PERMISSIONS)),
@@ -41,10 +44,11 @@ ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "org_admin": (_l("Organisation admin"), frozenset(PERMISSIONS) - {"platform.manage"}),
     "operator": (
         _l("Operator"),
-        frozenset(_VIEW_ONLY | {"members.manage", "members.export", "products.manage", "system.jobs"}),
+        frozenset(_VIEW_ONLY | {"members.manage", "members.export", "products.manage", "system.jobs",
+                                "vouchers.sync", "vouchers.undo"}),
     ),
     "approver": (_l("Approver"), frozenset(_VIEW_ONLY | {"approvals.decide", "audit.view"})),
-    "front_desk": (_l("Front desk"), frozenset({"dashboard.view", "members.view", "frontdesk.verify"})),
+    "front_desk": (_l("Front desk"), frozenset({"dashboard.view", "members.view", "frontdesk.verify", "vouchers.view"})),
     "viewer": (_l("Viewer"), frozenset(_VIEW_ONLY)),
 }
 
