@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
@@ -58,6 +59,9 @@ PRODUCTS = {
         ("20次卡", "membership_card", 99900, {"visits": 20}),
         ("私教10节课", "coaching_package", 280000, {"lessons": 10, "course_name": "私教"}),
         ("动感单车团课", "group_class", 5900, {"course_name": "动感单车", "capacity": 20, "duration_minutes": 45}),
+        # One use of a multi-use platform voucher grants one unit of these.
+        ("单次入场", "membership_card", 3900, {"visits": 1}),
+        ("私教单节", "coaching_package", 30000, {"lessons": 1, "course_name": "私教"}),
     ],
 }
 
@@ -99,6 +103,8 @@ def seed(members_per_org: int) -> None:
         db.session.commit()
         _seed_products(orgs)
         _seed_members(orgs, members_per_org)
+        if current_app.config["SANDBOXES_ENABLED"]:
+            _seed_voucher_line(orgs)
     click.echo(f"demo data ready; log in as admin / {DEMO_PASSWORD}")
 
 
@@ -135,3 +141,58 @@ def _seed_members(orgs, per_org: int) -> None:
             member.phone = f"13{org.id % 10}{i:08d}"
             db.session.add(member)
         db.session.commit()
+
+
+SANDBOX_URL = "http://127.0.0.1:5000/sandbox"  # where `make run` serves the built-in sandboxes
+# platform, deal id on the platform, title, product name
+DEAL_MAPPINGS = [
+    ("meituan", "710001", "健身月卡 30天畅练", "月卡"),
+    ("meituan", "710002", "健身年卡 365天畅练", "年卡"),
+    ("meituan", "710003", "健身20次卡", "单次入场"),
+    ("meituan", "710004", "私教课10节", "私教单节"),
+    ("meituan", "710005", "团课体验 单次", "动感单车团课"),
+    ("douyin", "DYSKU1001", "月卡（30 天）", "月卡"),
+    ("douyin", "DYSKU1002", "年卡（365 天）", "年卡"),
+    ("douyin", "DYSKU1003", "20 次健身次卡", "单次入场"),
+    ("douyin", "DYSKU1004", "私教课 10 节", "私教10节课"),
+    ("douyin", "DYSKU1005", "团课体验（单次）", "动感单车团课"),
+]
+
+
+def _seed_voucher_line(orgs) -> None:
+    """Sandbox deals, each store's accounts on the sandboxes, deal mappings and a week of classes."""
+    from app.gym.models import ClassSession
+    from app.gym.services import create_class_session
+    from app.members.models import Product
+    from app.sandbox.douyin import seed_sandbox_skus
+    from app.sandbox.meituan import seed_sandbox_deals
+    from app.vouchers import platforms
+    from app.vouchers.models import DealMapping, PlatformAccount
+
+    seed_sandbox_deals()
+    seed_sandbox_skus()
+    for store_code, suffix in (("GYM-JINGAN", "jingan"), ("GYM-PUDONG", "pudong")):
+        store = orgs[store_code]
+        have = set(db.session.execute(select(PlatformAccount.platform).where(PlatformAccount.org_id == store.id)).scalars())
+        if "meituan" not in have:
+            platforms.save_account(store, "meituan", f"{SANDBOX_URL}/meituan", "100001", f"desk-{suffix}", store.name,
+                                   {"sign_key": "mt-sandbox-sign-key-2026", "app_auth_token": f"sandbox-store-{suffix}"})
+        if "douyin" not in have:
+            platforms.save_account(store, "douyin", f"{SANDBOX_URL}/douyin", "awsandboxgym0001", f"poi-{suffix}",
+                                   store.name, {"client_secret": "sandbox-douyin-secret-0001"})
+    gym = orgs["GYM"]
+    products = {p.name: p for p in db.session.execute(select(Product).where(Product.org_id == gym.id)).scalars()}
+    mapped = set(db.session.execute(select(DealMapping.platform, DealMapping.deal_id)
+                                    .where(DealMapping.org_id == gym.id)).all())
+    for platform, deal_id, title, product_name in DEAL_MAPPINGS:
+        if (platform, deal_id) not in mapped:
+            platforms.save_mapping(gym, platform, deal_id, title, products[product_name], 1)
+    spinning = products["动感单车团课"]
+    if not db.session.execute(select(ClassSession.id).where(ClassSession.product_id == spinning.id)).first():
+        from datetime import datetime, time
+
+        from app.core.timeutil import BUSINESS_TZ, business_today
+
+        for day in range(7):
+            starts = datetime.combine(business_today() + timedelta(days=day + 1), time(19, 0), tzinfo=BUSINESS_TZ)
+            create_class_session(spinning, starts, None)

@@ -13,6 +13,7 @@ from app.core.jobruns import JobRun
 from app.extensions import db
 from app.members.models import Member, Product
 from app.orgs.models import Organisation
+from app.vouchers.models import DealMapping, PlatformAccount
 from tests.helpers import csrf_from, htmx_headers
 
 
@@ -42,6 +43,27 @@ def _audit_event(make, org):
     return event
 
 
+def _platform_account(make, org):
+    from app.vouchers.models import PlatformAccount
+
+    account = PlatformAccount(org_id=org.id, platform="meituan", base_url="http://127.0.0.1:9", app_id="d",
+                              store_ref="s")
+    account.secrets = {"sign_key": "k", "app_auth_token": "t"}
+    db.session.add(account)
+    db.session.commit()
+    return account
+
+
+def _deal_mapping(make, org):
+    from app.vouchers.models import DealMapping
+
+    product = make.product(org, kind="membership_card", attributes={"visits": 10})
+    mapping = DealMapping(org_id=org.id, platform="douyin", deal_id="D1", title="卡", product_id=product.id)
+    db.session.add(mapping)
+    db.session.commit()
+    return mapping
+
+
 # model -> (how to make bank B's row, [(method, url template, form data, htmx target)])
 MATRIX = {
     Organisation: (lambda make, org: org, [
@@ -65,6 +87,14 @@ MATRIX = {
     ]),
     JobRun: (_job_run, [("get", "/jobs/{id}", None, "job-run-{id}")]),
     outbox.OutboxMessage: (_outbox_message, [("post", "/outbox/{id}/retry", {}, None)]),
+    PlatformAccount: (_platform_account, [
+        ("get", "/vouchers/platforms/{id}/edit", None, "modal-content"),
+        ("post", "/vouchers/platforms/{id}/test", {}, None),
+    ]),
+    DealMapping: (_deal_mapping, [
+        ("get", "/vouchers/mappings/{id}/edit", None, "modal-content"),
+        ("post", "/vouchers/mappings/{id}/delete", {}, None),
+    ]),
     AuditEvent: (_audit_event, [("get", "/audit/{id}", None, None), ("get", "/audit/{id}", None, "modal-content")]),
 }
 

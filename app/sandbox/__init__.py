@@ -6,14 +6,8 @@ from flask import Blueprint
 
 
 def blueprints() -> list[Blueprint]:
-    """The sandbox blueprints to register (each platform's module adds itself here)."""
-    found: list[Blueprint] = []
-    for module_name in ("meituan", "douyin"):
-        try:
-            module = __import__(f"app.sandbox.{module_name}", fromlist=["bp"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"app.sandbox.{module_name}":
-                raise
-            continue
-        found.append(module.bp)
-    return found
+    """The sandbox blueprints, registered only when SANDBOXES_ENABLED."""
+    from app.sandbox.douyin import bp as douyin
+    from app.sandbox.meituan import bp as meituan
+
+    return [meituan, douyin]
