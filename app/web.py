@@ -38,8 +38,12 @@ def register_models() -> None:
     import app.core.jobruns  # noqa: F401
     import app.core.outbox  # noqa: F401
     import app.core.webhooks  # noqa: F401  (registers the generic HTTP outbox handler)
+    import app.gym.models  # noqa: F401
     import app.members.models  # noqa: F401
     import app.orgs.models  # noqa: F401
+    import app.sandbox.douyin_models  # noqa: F401
+    import app.sandbox.meituan_models  # noqa: F401
+    import app.vouchers.models  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
@@ -48,8 +52,9 @@ def register_blueprints(app: Flask) -> None:
     from app.members.routes import bp as members_bp
     from app.orgs.routes import bp as orgs_bp
     from app.system.routes import bp as system_bp
+    from app.vouchers.routes import bp as vouchers_bp
 
-    for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp):
+    for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp, vouchers_bp):
         app.register_blueprint(blueprint)
     if app.config["SANDBOXES_ENABLED"]:
         from app.sandbox import blueprints as sandbox_blueprints
