@@ -51,6 +51,9 @@ the same way, from the same table `ASSUMED_CODES` below; check them with Douyin)
   verify_records[]}` with `status` 1 unused, 2 used, 3 expired, 4 refunded.
 - `prepare(encrypted_data=...)` is answered like `prepare(code=...)` for the certificate the
   scanned short link names.
+- The order query and the verify-record query used by the order sync and the reconciliation
+  (`query_orders`, `query_verify_records`) are wholly **assumed**: Douyin's real order-query
+  API is not in our protocol notes. Their paths and shapes are in the methods' docstrings.
 """
 from __future__ import annotations
 
@@ -395,6 +398,147 @@ class DouyinClient:
                 verify_records=list(cert.get("verify_records") or []), raw=data)
         except (KeyError, TypeError, ValueError) as exc:
             raise PlatformProtocolError(f"get answer not understood: {exc}") from exc
+
+
+    # --- order and verify-record lists (**assumed**: not in our protocol notes) -------------------
+
+    def query_orders(self, start: datetime, end: datetime, poi_id: str | None = None,
+                     page_size: int = 100) -> list[CertificateOrder]:
+        """Every certificate bought in [start, end) (valid at `poi_id`, when given). Retried.
+
+        **Assumed** (Douyin's real order-query API is not in our protocol notes; the sandbox makes
+        the same assumption): `GET /goodlife/v1/trade/order/query/` with `start_time`, `end_time`
+        (Unix seconds, order creation), optional `poi_id`, `page_num` (from 1), `page_size` (max
+        100); answers `data.orders[]`, each `{order_id, create_time, certificates[]}` where a
+        certificate is shaped like `get`'s (with `status` and `time_card`), and `data.page.total`.
+        """
+        orders: list[CertificateOrder] = []
+        page_num = 1
+        while True:
+            params = {"start_time": int(start.timestamp()), "end_time": int(end.timestamp()),
+                      "page_num": page_num, "page_size": page_size}
+            if poi_id:
+                params["poi_id"] = poi_id
+            data = self._call_path("GET", ORDER_QUERY_PATH, params=params)
+            page = data.get("orders")
+            if not isinstance(page, list):
+                raise PlatformProtocolError("order query answer without orders")
+            try:
+                for order in page:
+                    for cert in order.get("certificates") or []:
+                        orders.append(_certificate_order(order, cert))
+                total = int((data.get("page") or {}).get("total") or 0)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PlatformProtocolError(f"order query answer not understood: {exc}") from exc
+            if not page or page_num * page_size >= total:
+                return orders
+            page_num += 1
+
+    def query_verify_records(self, start: datetime, end: datetime, poi_id: str | None = None,
+                             page_size: int = 100) -> list[VerifyRecord]:
+        """Every verification made in [start, end) (at `poi_id`, when given), cancelled ones flagged. Retried.
+
+        **Assumed**: `GET /goodlife/v1/fulfilment/certificate/verify_record/query/` with
+        `start_time`, `end_time` (Unix seconds, verify time), optional `poi_id`, `page_num`,
+        `page_size`; answers `data.records[]` `{verify_id, certificate_id, encrypted_code, code,
+        poi_id, verify_time, cancelled}` and `data.page.total`.
+        """
+        records: list[VerifyRecord] = []
+        page_num = 1
+        while True:
+            params = {"start_time": int(start.timestamp()), "end_time": int(end.timestamp()),
+                      "page_num": page_num, "page_size": page_size}
+            if poi_id:
+                params["poi_id"] = poi_id
+            data = self._call_path("GET", CERT_PATH + "verify_record/query/", params=params)
+            page = data.get("records")
+            if not isinstance(page, list):
+                raise PlatformProtocolError("verify record answer without records")
+            try:
+                records.extend(VerifyRecord(
+                    verify_id=str(item["verify_id"]), certificate_id=str(item["certificate_id"]),
+                    encrypted_code=str(item["encrypted_code"]), code=str(item.get("code") or ""),
+                    poi_id=item.get("poi_id"), verified_at=_datetime(item.get("verify_time")),
+                    cancelled=bool(item.get("cancelled"))) for item in page)
+                total = int((data.get("page") or {}).get("total") or 0)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PlatformProtocolError(f"verify record answer not understood: {exc}") from exc
+            if not page or page_num * page_size >= total:
+                return records
+            page_num += 1
+
+    def _call_path(self, method: str, path: str, *, params: dict) -> dict[str, Any]:
+        """An idempotent call on any path, with the token renewal and retries of `_call`."""
+
+        def once() -> dict[str, Any]:
+            for renewed in (False, True):
+                token = self.access_token()
+                try:
+                    return self._send(method, path, params=params, token=token, idempotent=True)
+                except _TokenRejected as rejected:
+                    self._drop_token(rejected.token)
+                    if renewed:
+                        raise PlatformAuthError("Douyin rejected a freshly issued token", platform_code=TOKEN_INVALID)
+            raise AssertionError("unreachable")
+
+        data = self._with_retries(once)
+        if data["error_code"] != OK:
+            raise error_for(data["error_code"], data.get("description", ""))
+        return data
+
+
+ORDER_QUERY_PATH = "/goodlife/v1/trade/order/query/"  # **assumed**
+
+
+@dataclass
+class CertificateOrder:
+    """One certificate of a bought order, from the (**assumed**) order query."""
+
+    order_id: str
+    ordered_at: datetime | None
+    code: str
+    encrypted_code: str
+    certificate_id: str
+    sku_id: str
+    title: str
+    groupon_type: int
+    original_price_fen: int | None
+    paid_price_fen: int | None
+    buyer_phone_masked: str | None
+    expires_at: datetime | None
+    status: str  # unused | used | expired | refunded
+    times_count: int
+    times_used: int
+
+
+@dataclass
+class VerifyRecord:
+    """One verification, from the (**assumed**) verify-record query."""
+
+    verify_id: str
+    certificate_id: str
+    encrypted_code: str
+    code: str
+    poi_id: str | None
+    verified_at: datetime | None
+    cancelled: bool
+
+
+def _certificate_order(order: dict[str, Any], cert: dict[str, Any]) -> CertificateOrder:
+    sku = cert.get("sku") or {}
+    amount = cert.get("amount") or {}
+    time_card = cert.get("time_card") or {}
+    return CertificateOrder(
+        order_id=str(order.get("order_id") or cert.get("order_id") or ""),
+        ordered_at=_datetime(order.get("create_time")),
+        code=str(cert.get("code") or ""), encrypted_code=str(cert["encrypted_code"]),
+        certificate_id=str(cert["certificate_id"]), sku_id=str(sku.get("sku_id", "")),
+        title=str(sku.get("title", "")), groupon_type=int(sku.get("groupon_type") or 0),
+        original_price_fen=_int_or_none(amount.get("original_amount", sku.get("market_price"))),
+        paid_price_fen=_int_or_none(amount.get("pay_amount")),
+        buyer_phone_masked=cert.get("buyer_phone_masked"), expires_at=_datetime(cert.get("expire_time")),
+        status=STATUS_NAMES[int(cert["status"])],
+        times_count=int(time_card.get("times_count", 1)), times_used=int(time_card.get("times_used", 0)))
 
 
 def _int_or_none(value: Any) -> int | None:

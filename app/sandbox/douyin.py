@@ -8,7 +8,9 @@ use, and by `seed_sandbox_skus()`):
 
 API (CSRF-exempt, JSON, answers in Douyin's wrapper, codes from `app.providers.douyin`):
 `POST oauth/client_token/`, `GET goodlife/v1/fulfilment/certificate/prepare/`,
-`POST .../verify/`, `POST .../cancel/`, `GET .../get/`. State lives in sandbox_douyin_* tables;
+`POST .../verify/`, `POST .../cancel/`, `GET .../get/`, and, **assumed** (not in our protocol notes),
+`GET goodlife/v1/trade/order/query/` and `GET .../verify_record/query/` for the order sync and
+the reconciliation (see `DouyinClient.query_orders` / `query_verify_records`). State lives in sandbox_douyin_* tables;
 the rules hold under concurrency on PostgreSQL (a verify_token is consumed by a conditional
 update, a certificate is verified and a verification cancelled under a row lock). A verify_token
 is good for 30 minutes and one verify of the certificate its prepare named; a verification can
@@ -17,7 +19,7 @@ be cancelled for one hour (tests age one by editing `SandboxDouyinVerification.v
 `POST misbehave` (JSON) makes the API misbehave: `latency_ms` (delay, then answer normally),
 `status` (answer that HTTP status, e.g. 500 or 503, without doing anything), `timeout_seconds`
 (hang that long, then answer 504 without doing anything), optionally limited to some calls
-(`only`: ["token", "prepare", "verify", "cancel", "get"]) and to the next `times` calls; an
+(`only`: ["token", "prepare", "verify", "cancel", "get", "orders", "verify_records"]) and to the next `times` calls; an
 empty body clears it. Every API call is counted per call name (`call_count`), so tests can see
 how often a client tried.
 
@@ -30,12 +32,12 @@ import hmac
 import json
 import secrets
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import wraps
 from typing import Any
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core import crypto
@@ -411,6 +413,66 @@ def get_certificate():
                                "verify_time": int(as_utc(v.verified_at).timestamp()),
                                "cancelled": v.cancelled_at is not None} for v in records]
     return answer(certificate=item)
+
+
+def _page_args() -> tuple[datetime, datetime, int, int] | None:
+    try:
+        start = datetime.fromtimestamp(int(request.args["start_time"]), tz=timezone.utc)
+        end = datetime.fromtimestamp(int(request.args["end_time"]), tz=timezone.utc)
+        page_num = max(1, int(request.args.get("page_num") or 1))
+        page_size = min(100, max(1, int(request.args.get("page_size") or 20)))
+    except (KeyError, ValueError):
+        return None
+    return start, end, page_num, page_size
+
+
+@bp.get("/goodlife/v1/trade/order/query/")
+@api("orders")
+def query_orders():
+    """**Assumed** order query (see `DouyinClient.query_orders`): certificates bought in the window."""
+    args = _page_args()
+    if args is None:
+        return answer(BAD_PARAMETER, "start_time, end_time (Unix seconds), page_num and page_size are required")
+    start, end, page_num, page_size = args
+    where = [SandboxDouyinCertificate.created_at >= start, SandboxDouyinCertificate.created_at < end]
+    poi_id = request.args.get("poi_id")
+    if poi_id:
+        where.append(or_(SandboxDouyinCertificate.poi_id.is_(None), SandboxDouyinCertificate.poi_id == poi_id))
+    total = db.session.scalar(select(func.count()).select_from(SandboxDouyinCertificate).where(*where))
+    certs = db.session.execute(select(SandboxDouyinCertificate).where(*where).order_by(SandboxDouyinCertificate.id)
+                               .offset((page_num - 1) * page_size).limit(page_size)).unique().scalars().all()
+    now = utcnow()
+    orders = []
+    for cert in certs:
+        item = _certificate_json(cert)
+        item["status"] = STATUS_NUMBERS[effective_status(cert, now)]
+        item["time_card"] = {"times_count": cert.times_count, "times_used": cert.times_used}
+        orders.append({"order_id": cert.order_id, "create_time": int(as_utc(cert.created_at).timestamp()),
+                       "certificates": [item]})
+    return answer(orders=orders, page={"page_num": page_num, "page_size": page_size, "total": total})
+
+
+@bp.get(f"{CERT_API}/verify_record/query/")
+@api("verify_records")
+def query_verify_records():
+    """**Assumed** verify-record query (see `DouyinClient.query_verify_records`)."""
+    args = _page_args()
+    if args is None:
+        return answer(BAD_PARAMETER, "start_time, end_time (Unix seconds), page_num and page_size are required")
+    start, end, page_num, page_size = args
+    where = [SandboxDouyinVerification.verified_at >= start, SandboxDouyinVerification.verified_at < end]
+    if request.args.get("poi_id"):
+        where.append(SandboxDouyinVerification.poi_id == request.args["poi_id"])
+    total = db.session.scalar(select(func.count()).select_from(SandboxDouyinVerification).where(*where))
+    rows = db.session.execute(select(SandboxDouyinVerification, SandboxDouyinCertificate)
+                              .join(SandboxDouyinCertificate,
+                                    SandboxDouyinCertificate.id == SandboxDouyinVerification.certificate_pk)
+                              .where(*where).order_by(SandboxDouyinVerification.id)
+                              .offset((page_num - 1) * page_size).limit(page_size)).unique().all()
+    records = [{"verify_id": v.verify_id, "certificate_id": c.certificate_id, "encrypted_code": c.encrypted_code,
+                "code": c.code, "poi_id": v.poi_id, "verify_time": int(as_utc(v.verified_at).timestamp()),
+                "cancelled": v.cancelled_at is not None} for v, c in rows]
+    return answer(records=records, page={"page_num": page_num, "page_size": page_size, "total": total})
 
 
 @bp.post("/misbehave")

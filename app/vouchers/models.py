@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core import crypto
@@ -149,3 +149,39 @@ class VoucherVerification(TenantOwned, Timestamped, db.Model):
     undo_reason: Mapped[str | None] = mapped_column(String(200))
 
     voucher: Mapped[Voucher] = relationship(lazy="joined")
+
+
+RECONCILIATION_KINDS = ("platform_only", "local_only", "count_mismatch")
+
+
+class ReconciliationItem(TenantOwned, Timestamped, db.Model):
+    """One difference between a platform's verified list of a Shanghai day and our verifications.
+
+    `platform_only`: the platform verified a code we have no verification of (verified at another
+    system, or our answer was lost); `local_only`: we recorded a verification the platform does not
+    list; `count_mismatch`: both have the code, with a different number of uses. Unique on
+    (account, day, code, kind), so running the reconciliation again adds nothing twice.
+    """
+
+    __tablename__ = "voucher_reconciliation_items"
+    __table_args__ = (
+        UniqueConstraint("account_id", "day", "code", "kind", name="uq_voucher_reconciliation_items_key"),
+        CheckConstraint(PLATFORM_CHECK, name="platform"),
+        CheckConstraint("kind IN ('platform_only','local_only','count_mismatch')", name="kind"),
+        CheckConstraint("status IN ('open','resolved')", name="status"),
+        Index("ix_voucher_reconciliation_items_org_day", "org_id", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("platform_accounts.id"), nullable=False)
+    platform: Mapped[str] = mapped_column(String(16), nullable=False)
+    day: Mapped[date] = mapped_column(Date, nullable=False)
+    code: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    platform_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    local_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    voucher_id: Mapped[int | None] = mapped_column(ForeignKey("vouchers.id"))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
+
+    voucher: Mapped[Voucher | None] = relationship(lazy="joined")

@@ -1,0 +1,67 @@
+"""Voucher jobs: the order sync (every 15 minutes), the status sync (hourly) and the daily
+reconciliation, for every active platform account or for one; also started by hand from the
+voucher screens. Thin: they take ids and call `app.vouchers.sync`."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from flask import current_app
+
+from jobs import job_task, report_progress
+
+
+def _each_account(account_id: int | None, work) -> dict:
+    """Run `work(account)` for each active account (or the one named); one failing platform does
+    not stop the others, and the job fails only when every account failed."""
+    from app.providers.vouchers import VoucherError
+    from app.vouchers.sync import active_accounts
+
+    accounts = active_accounts(account_id)
+    results: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for account in accounts:
+        key = f"{account.platform}#{account.id}"
+        try:
+            results[key] = work(account)
+        except VoucherError as exc:
+            current_app.logger.warning("voucher job on account %s failed: %s", account.id, exc)
+            errors[key] = f"{type(exc).__name__}: {exc.detail or exc.message}"
+    if errors and not results:
+        raise RuntimeError("; ".join(f"{key}: {message}" for key, message in errors.items()))
+    return {"accounts": len(accounts), "results": results, "errors": errors}
+
+
+@job_task
+def sync_voucher_orders(account_id: int | None = None) -> dict:
+    """New platform orders of yesterday and today become vouchers."""
+    from app.vouchers.sync import sync_orders
+
+    return _each_account(account_id, lambda account: sync_orders(account).as_dict())
+
+
+@job_task
+def sync_voucher_statuses(account_id: int | None = None, voucher_ids: list[int] | None = None) -> dict:
+    """Refresh unfinished vouchers: every one of the accounts, or only those named."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.vouchers.models import Voucher
+    from app.vouchers.sync import sync_statuses, unfinished_vouchers
+
+    if voucher_ids:
+        vouchers = list(db.session.execute(select(Voucher).where(Voucher.id.in_(voucher_ids))
+                                           .order_by(Voucher.id)).scalars())
+        return {"vouchers": len(vouchers), **sync_statuses(vouchers).as_dict()}
+    return _each_account(account_id, lambda account: sync_statuses(unfinished_vouchers(account)).as_dict())
+
+
+@job_task
+def reconcile_vouchers(account_id: int | None = None, day: str | None = None) -> dict:
+    """Compare the platforms' verified lists of a Shanghai day (default yesterday) with ours."""
+    from app.core.timeutil import business_today
+    from app.vouchers.sync import reconcile
+
+    which = date.fromisoformat(day) if day else business_today() - timedelta(days=1)
+    report_progress(1, which.isoformat())
+    outcome = _each_account(account_id, lambda account: reconcile(account, which).as_dict())
+    return {"day": which.isoformat(), **outcome}
