@@ -52,9 +52,11 @@ def register_blueprints(app: Flask) -> None:
     from app.members.routes import bp as members_bp
     from app.orgs.routes import bp as orgs_bp
     from app.system.routes import bp as system_bp
+    from app.vouchers.desk import bp as desk_bp
+    from app.vouchers.records import bp as voucher_records_bp
     from app.vouchers.routes import bp as vouchers_bp
 
-    for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp, vouchers_bp):
+    for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp, vouchers_bp, desk_bp, voucher_records_bp):
         app.register_blueprint(blueprint)
     if app.config["SANDBOXES_ENABLED"]:
         from app.sandbox import blueprints as sandbox_blueprints

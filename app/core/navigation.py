@@ -22,6 +22,10 @@ MENU: list[tuple[str, list[NavLink]]] = [
         NavLink("members.list_products", _l("Products"), "box-seam", "products.view"),
     ]),
     (_l("Vouchers"), [
+        NavLink("desk.desk", _l("Front desk"), "upc-scan", "frontdesk.verify"),
+        NavLink("voucher_records.list_vouchers", _l("Voucher list"), "ticket-perforated", "vouchers.view"),
+        NavLink("voucher_records.voucher_statistics", _l("Voucher statistics"), "pie-chart", "vouchers.view"),
+        NavLink("voucher_records.reconciliation", _l("Reconciliation"), "arrow-left-right", "vouchers.view"),
         NavLink("vouchers.platform_settings", _l("Voucher platforms"), "plug", "vouchers.configure"),
     ]),
     (_l("Organisation"), [

@@ -148,8 +148,15 @@ def _clean_ref(source_ref: str | None) -> str:
     return ref
 
 
+def _serves(org_id: int, member: Member) -> bool:
+    """Whether an organisation's products and classes serve a member: its own, or those of an
+    organisation above it (a merchant's card types and classes serve the members of its stores)."""
+    member_org = db.session.get(Organisation, member.org_id)
+    return member_org is not None and org_id in member_org.ancestor_ids()
+
+
 def _check_pair(member: Member, product: Product, kind: str) -> None:
-    if member.org_id != product.org_id:
+    if not _serves(product.org_id, member):
         raise GymError(_("The member and the product belong to different organisations."))
     if product.kind != kind:
         raise GymError(_("This product is not of the right kind for this grant."))
@@ -549,7 +556,7 @@ def book_class(member: Member, product: Product, session_id: int | None, source_
 
     def work(operator: Operator | None, ref: str) -> GymGrant:
         session = db.session.get(ClassSession, session_id, populate_existing=True)
-        if session is None or session.org_id != member.org_id or session.product_id != product.id:
+        if session is None or not _serves(session.org_id, member) or session.product_id != product.id:
             raise GymError(_("No such class session of this product."))
         if session.status != "scheduled":
             raise GymError(_("This class session has been cancelled."))

@@ -21,6 +21,7 @@ from app.core.permissions import permission_required
 from app.core.tenancy import get_scoped_or_404, require_visible_org, scoped, visible_orgs
 from app.core.timeutil import format_local, local_day_range
 from app.extensions import db
+from app.gym.services import member_gym_records
 from app.members import services
 from app.members.forms import (KIND_LABELS, LEVEL_LABELS, MEMBER_STATUS_LABELS, PRODUCT_STATUS_LABELS, MemberEditForm,
                                MemberForm, ProductEditForm, ProductForm, attribute_form)
@@ -178,7 +179,8 @@ def member_detail(member_id: int):
         select(AuditEvent).where(AuditEvent.object_type == "member", AuditEvent.object_id == str(member.id))
         .order_by(AuditEvent.id.desc()).limit(50)).scalars().all()
     return render_page("members/member_detail.html", "member_card", targets=("member-card",), **_member_context(
-        member=member, org_name=_org_names({member.org_id}).get(member.org_id, ""), events=events))
+        member=member, org_name=_org_names({member.org_id}).get(member.org_id, ""), events=events,
+        gym=member_gym_records(member)))
 
 
 def _member_form_page(form, member=None):

@@ -124,3 +124,23 @@ def test_partial_shows_empty_states(app, gym):
     for message in ("No membership cards.", "No coaching lessons.", "No class bookings.", "No class credits."):
         assert message in html
     assert html.count('data-testid="empty"') == 4
+
+
+def test_a_merchants_products_serve_its_stores_members_but_not_others(make):
+    """Card types live in the merchant's catalogue; records live with the member's store."""
+    from datetime import date
+
+    from app.gym import services
+    from app.gym.services import GymError
+
+    merchant = make.org(kind="merchant")
+    store = make.org(kind="store", parent=merchant)
+    stranger = make.org(kind="merchant")
+    card_type = make.product(merchant, kind="membership_card", attributes={"duration_value": 1, "duration_unit": "month"})
+    member = make.member(store)
+    granted = services.fulfil(member, card_type, 1, "ref-merchant-1", None, today=date(2026, 1, 31))
+    assert granted.kind == "card_open" and granted.result_type == "card"
+    outsider = make.member(stranger)
+    with pytest.raises(GymError):
+        services.fulfil(outsider, make.product(store, kind="membership_card", attributes={"visits": 5}), 1,
+                        "ref-merchant-2", None)

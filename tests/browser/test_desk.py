@@ -1,0 +1,68 @@
+"""The front desk in Chromium: a keyboard-wedge scan (keystrokes + Enter), confirm, the success
+card, a second scan of the same code showing "already verified", and an undo from today's list.
+
+The sandbox accounts and deal mappings come from the desk fixtures of tests/vouchers/conftest.py.
+"""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from app.extensions import db
+from app.vouchers.models import VoucherVerification
+from tests.vouchers.conftest import desk_env, desk_live_sandbox  # noqa: F401  (fixtures)
+
+
+def test_scan_confirm_rescan_and_undo(page, login, live_server, shot, desk_env):  # noqa: F811
+    receipt = desk_env.mt_buy(710001)
+    login(desk_env.manager.username)
+    page.goto("/desk")
+    code = page.get_by_test_id("desk-code")
+    expect(code).to_be_focused()
+
+    # A scanner types the code and presses Enter.
+    page.keyboard.type(receipt.code, delay=5)
+    page.keyboard.press("Enter")
+    preview = page.get_by_test_id("desk-preview")
+    expect(preview).to_be_visible()
+    expect(page.get_by_test_id("desk-platform")).to_be_visible()
+    expect(page.get_by_test_id("desk-product")).to_contain_text("月卡")
+    expect(code).to_be_focused()  # refocused after the swap
+    shot("preview")
+    page.get_by_test_id("desk-phone").fill("13900003333")
+    page.get_by_test_id("desk-confirm").click()
+    success = page.get_by_test_id("desk-success")
+    expect(success).to_be_visible()
+    expect(page.get_by_test_id("desk-granted")).not_to_be_empty()
+    expect(page.get_by_test_id("desk-print")).to_have_attribute("href", re.compile(r"/desk/receipts/\d+"))
+    expect(code).to_be_focused()
+    shot("verified")
+
+    # Clicking on the page (not on a field) gives the focus back to the code field.
+    page.locator("h1").first.click()
+    expect(code).to_be_focused()
+
+    # The same code scanned again.
+    page.keyboard.press("Control+A")
+    page.keyboard.type(receipt.code, delay=5)
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("desk-failure")).to_be_visible()
+    expect(page.get_by_test_id("desk-earlier-receipt")).to_be_visible()
+    shot("already-verified")
+
+    db.session.expire_all()
+    verification = db.session.execute(select(VoucherVerification)).scalar_one()
+    assert verification.status == "verified"
+
+    # Undo from today's verifications, with the reason and the confirmation dialog.
+    page.get_by_test_id("desk-recent").click()
+    page.get_by_test_id(f"recent-reason-{verification.id}").fill("顾客改约")
+    page.get_by_test_id(f"recent-undo-{verification.id}").click()
+    page.get_by_test_id("confirm-yes").click()
+    expect(page.get_by_test_id("desk-undone")).to_be_visible()
+    shot("undone")
+    db.session.expire_all()
+    assert db.session.get(VoucherVerification, verification.id).status == "undone"
+    assert desk_env.mt_receipt(receipt.code).status == "unused"
