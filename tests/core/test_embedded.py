@@ -41,5 +41,6 @@ def test_embedded_worker_and_cron_threads_run_jobs(tmp_path):
     assert report["tracked_run"]["status"] == "succeeded" and report["tracked_run"]["progress"] == 100
     assert report["tracked_run"]["result"] == {"checked": 0}  # a fresh database has no events yet
     assert report["cron_schedulers"] == [{"config_file": "jobs.cron",
-                                          "jobs": ["purge_idempotency_records", "relay_outbox"]}]
+                                          "jobs": ["purge_idempotency_records", "reconcile_vouchers", "relay_outbox",
+                                                   "sync_voucher_orders", "sync_voucher_statuses"]}]
     assert report["cron_relay"] == {"status": "finished", "result": {"attempted": 0, "delivered": 0, "dead": 0}}
