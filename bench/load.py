@@ -3,10 +3,15 @@
 Reads a JSON spec on stdin, writes JSON results on stdout:
 
     spec = {"base_url": ..., "clients": 8, "duration": 10.0, "max_requests": 5000, "warmup": 3,
-            "cases": [{"name", "paths", "method", "status", "expect", "headers", "cookies"}, ...]}
+            "cases": [{"name", "paths", "method", "status", "expect", "headers", "cookies",
+                       "forms", "clients", "warmup", "unique", "warmup_forms"}, ...]}
 
 Each case runs for at most `duration` seconds and `max_requests` requests, whichever ends
-first; every client first sends `warmup` unrecorded requests. Latency is measured per request
+first; every client first sends `warmup` unrecorded requests. Optional per case: `forms` (one
+form body per path, sent with the method, e.g. POST), `clients` and `warmup` (override the
+spec's), `unique` (each path/form is sent at most once: the case ends when they run out, e.g.
+one voucher code per request) and `warmup_forms` (the bodies the warmup requests send, so that
+a unique case's own bodies are not spent on the warmup). Latency is measured per request
 from send to the end of the body. Only loopback addresses are accepted as targets.
 """
 from __future__ import annotations
@@ -34,6 +39,13 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 
 def run_case(base_url: str, case: dict, clients: int, duration: float, max_requests: int, warmup: int) -> dict:
     paths: list[str] = case["paths"]
+    forms: list[dict] | None = case.get("forms")
+    warmup_forms: list[dict] = case.get("warmup_forms") or []
+    unique = bool(case.get("unique"))
+    clients = int(case.get("clients") or clients)
+    warmup = int(case["warmup"]) if case.get("warmup") is not None else warmup
+    if unique:
+        max_requests = min(max_requests, len(paths))
     expect: list[str] | None = case.get("expect")
     method = case.get("method", "GET")
     want_status = case.get("status", 200)
@@ -58,7 +70,13 @@ def run_case(base_url: str, case: dict, clients: int, duration: float, max_reque
                           timeout=30.0, follow_redirects=False) as http:
             for i in range(warmup):
                 try:
-                    http.request(method, paths[(number + i) % len(paths)])
+                    if warmup_forms:
+                        http.request(method, paths[0], data=warmup_forms[(number * warmup + i) % len(warmup_forms)])
+                    elif unique:
+                        break  # a unique case's own bodies are not spent on the warmup
+                    else:
+                        index = (number + i) % len(paths)
+                        http.request(method, paths[index], data=forms[index] if forms else None)
                 except httpx.HTTPError:
                     pass
             ready.wait()
@@ -68,11 +86,14 @@ def run_case(base_url: str, case: dict, clients: int, duration: float, max_reque
                 n = next(budget)
                 if n >= max_requests or time.perf_counter() >= deadline:
                     break
-                index = (number + k * clients) % len(paths)
+                index = number + k * clients
+                if unique and index >= len(paths):
+                    break
+                index %= len(paths)
                 k += 1
                 began = time.perf_counter()
                 try:
-                    response = http.request(method, paths[index])
+                    response = http.request(method, paths[index], data=forms[index] if forms else None)
                     problem = check(response, index)
                 except httpx.HTTPError as exc:
                     problem = f"{paths[index]}: {type(exc).__name__}: {exc}"

@@ -127,8 +127,12 @@ def start_gunicorn(args, env: dict, port: int, log: Path) -> subprocess.Popen:
     raise SystemExit(f"gunicorn did not answer /healthz within 30 s; see {log}")
 
 
-def login_cookies(base: str, username: str, password: str) -> dict[str, str]:
-    """Log in through the real form; the session cookie is shared by the case's clients."""
+def login_cookies(base: str, username: str, password: str, csrf_from: str | None = None
+                  ) -> tuple[dict[str, str], str | None]:
+    """Log in through the real form; the session cookie is shared by the case's clients.
+
+    With `csrf_from`, that page is fetched after the login and its CSRF token returned too (the
+    token is bound to the session, so the cookies are taken after that page)."""
     import httpx
 
     with httpx.Client(base_url=base, follow_redirects=False, timeout=10) as http:
@@ -138,7 +142,14 @@ def login_cookies(base: str, username: str, password: str) -> dict[str, str]:
                                              "csrf_token": token.group(1) if token else ""})
         if response.status_code != 302:
             raise SystemExit(f"login as {username} failed: HTTP {response.status_code}")
-        return dict(http.cookies)
+        csrf = None
+        if csrf_from:
+            page = http.get(csrf_from)
+            found = _CSRF.search(page.text)
+            if page.status_code != 200 or not found:
+                raise SystemExit(f"no CSRF token on {csrf_from} as {username}: HTTP {page.status_code}")
+            csrf = found.group(1)
+        return dict(http.cookies), csrf
 
 
 def drive(base: str, cases: list[dict], args) -> list[dict]:
@@ -200,24 +211,35 @@ def main() -> int:
     try:
         print(f"\ngunicorn: {args.workers} {args.worker_class} workers on {base}; "
               f"{args.clients} clients, at most {args.duration:g} s / {args.max_requests} requests per case\n")
-        cookies: dict[tuple[str, str], dict[str, str]] = {}
+        cookies: dict[tuple, tuple[dict[str, str], str | None]] = {}
         baseline = drive(base, [Case("/healthz (baseline)", ["/healthz"]).to_json()], args)[0]
         report["baseline"] = baseline
         for name in chosen:
+            module = available[name]
+            if hasattr(module, "prepare"):
+                module.prepare(app, states[name], base)
             cases = []
-            for case in available[name].cases(states[name]):
+            for case in module.cases(states[name]):
                 spec = case.to_json()
                 if case.login:
-                    key = tuple(case.login)
+                    key = (*case.login, case.csrf_from)
                     if key not in cookies:
-                        cookies[key] = login_cookies(base, *case.login)
-                    spec["cookies"] = cookies[key]
+                        cookies[key] = login_cookies(base, *case.login, csrf_from=case.csrf_from)
+                    spec["cookies"], csrf = cookies[key]
+                    if csrf:
+                        spec["headers"] = {**spec["headers"], "X-CSRFToken": csrf}
                 spec.pop("login")
+                spec.pop("csrf_from")
                 cases.append(spec)
-            results = drive(base, cases, args)
+            results = drive(base, cases, args) if cases else []
+            if hasattr(module, "measure"):
+                results += module.measure(app, states[name], base, args, baseline, list(results))
             report["scenarios"][name] = results
-            print(f"scenario {name}: {available[name].DESCRIPTION}")
-            print_table([baseline] + results, baseline)
+            print(f"scenario {name}: {module.DESCRIPTION}")
+            print_table([baseline] + [r for r in results if "requests" in r], baseline)
+            for r in results:
+                for line in r.get("notes", []):
+                    print(line)
             print()
     finally:
         server.terminate()
@@ -238,7 +260,7 @@ def main() -> int:
     out = RESULTS / f"bench-{stamp}.json"
     out.write_text(json.dumps(report, ensure_ascii=False, indent=2))
     print(f"results written to {out.relative_to(REPO)}")
-    failed = sum(r["errors"] for results in report["scenarios"].values() for r in results) + baseline["errors"]
+    failed = sum(r.get("errors", 0) for results in report["scenarios"].values() for r in results) + baseline["errors"]
     return 1 if failed else 0
 
 

@@ -14,6 +14,21 @@ A scenario module defines:
                                    the request mixes to measure; each Case is measured and
                                    reported on its own.
 
+    def prepare(app, state, base_url) -> None   (optional)
+                                   called once the server is up (before the cases), with its
+                                   base URL, e.g. to point a platform account at the sandbox
+                                   the same server serves.
+
+    def measure(app, state, base_url, args, baseline, results) -> list[dict]   (optional)
+                                   measurements the request-mix driver cannot express (flows of
+                                   several requests, invariants checked in the database, jobs
+                                   run in-process). Each dict is a result row like the driver's
+                                   ("name", "requests", "errors", "rps", "p50_ms", ...), plus
+                                   optional "notes" (lines printed under the table); a row
+                                   without "requests" only carries notes. `baseline` is the
+                                   /healthz result and `results` the driver's results of
+                                   `cases(state)`, for goal checks against them.
+
     def explain(app, state) -> list[str]   (optional)
                                    lines to print after the figures, e.g. the query plans of the
                                    SQL the scenario's requests run (see bench.sqlplan).
@@ -21,7 +36,11 @@ A scenario module defines:
 The driver (bench/load.py) runs in a separate process: N client threads send the requests
 of a case for a bounded time and count, cycling through `Case.paths`; a response counts as an
 error unless its status is `Case.status` and, when `Case.expect` is given, its body contains
-the string expected for that path.
+the string expected for that path. A case may send form bodies (`forms`, one per path, with
+`method="POST"`), take the CSRF token of a page after logging in (`csrf_from`: the path of a
+page carrying `name="csrf_token"`; sent as the X-CSRFToken header), run with its own number of
+clients (`clients`) and warmup requests (`warmup`), and send each path/body only once
+(`unique`, e.g. one voucher code per request; `warmup_forms` are then spent on the warmup).
 """
 from __future__ import annotations
 
@@ -40,10 +59,18 @@ class Case:
     status: int = 200
     expect: list[str] | None = None               # per path: a string the body must contain
     headers: dict[str, str] = field(default_factory=dict)
+    forms: list[dict[str, str]] | None = None     # per path: the form body to send
+    csrf_from: str | None = None                  # page to take the CSRF token from after login
+    clients: int | None = None                    # overrides --clients for this case
+    warmup: int | None = None                     # overrides --warmup for this case
+    unique: bool = False                          # each path/body at most once
+    warmup_forms: list[dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if not self.paths:
             raise ValueError(f"case {self.name!r} has no paths")
+        if self.forms is not None and len(self.forms) != len(self.paths):
+            raise ValueError(f"case {self.name!r}: forms must give one body per path")
         if self.expect is not None and len(self.expect) != len(self.paths):
             raise ValueError(f"case {self.name!r}: expect must give one string per path")
 
