@@ -65,6 +65,7 @@ from typing import Any, Callable, Sequence
 import httpx
 from flask_babel import lazy_gettext as _l
 
+from app.providers import tls_context
 from app.providers.vouchers import (PlatformAuthError, PlatformProtocolError, PlatformUnavailable, VerifiedVoucher,
                                     VoucherAlreadyUsed, VoucherCancelNotAllowed, VoucherError, VoucherExpired,
                                     VoucherNotFound, VoucherNotValidHere, VoucherNotYetValid, VoucherPreview,
@@ -174,7 +175,7 @@ class DouyinClient:
         self.backoff = backoff  # seconds before the first retry, doubled each time
         self._redis = redis
         self._sleep = sleep
-        self._http = httpx.Client(timeout=timeout, transport=transport,
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_context(),
                                   headers={"Accept": "application/json"})
 
     def close(self) -> None:

@@ -53,6 +53,7 @@ import httpx
 
 from app.core.money import MoneyError, yuan_to_fen
 from app.core.timeutil import BUSINESS_TZ
+from app.providers import tls_context
 from app.providers.vouchers import (
     PlatformAuthError,
     PlatformProtocolError,
@@ -193,7 +194,7 @@ class MeituanClient:
         self._clock = clock
         self._sleep = sleep
         self.last_attempts = 0  # HTTP attempts made by the most recent call (observable by tests and logs)
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_context())
 
     def close(self) -> None:
         self._http.close()
