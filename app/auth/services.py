@@ -101,15 +101,11 @@ def update_operator(actor: Operator, operator: Operator, org: Organisation, user
 def set_operator_status(actor: Operator, operator: Operator, status: str) -> Operator:
     if operator.id == actor.id:
         raise OperatorError(_("You cannot disable your own account."))
-    if operator.status == status:
-        return operator
-    before = operator.status
-    operator.status = status
-    if status == "disabled":
-        operator.session_version += 1  # sign the operator out everywhere
-    audit.record(f"operator.{'disable' if status == 'disabled' else 'enable'}", "operator", operator.id,
-                 before={"status": before}, after={"status": status}, org_id=operator.org_id)
-    db.session.commit()
+    action = f"operator.{'disable' if status == 'disabled' else 'enable'}"
+    if audit.change_status(operator, "operator", status, action, operator.org_id):
+        if status == "disabled":
+            operator.session_version += 1  # sign the operator out everywhere
+        db.session.commit()
     return operator
 
 

@@ -190,6 +190,15 @@ def record(
     return event
 
 
+def change_status(obj: Any, object_type: str, status: str, action: str, org_id: int | None) -> bool:
+    """Set `obj.status` and record the change as `action`; False (and nothing written) when unchanged."""
+    if obj.status == status:
+        return False
+    before, obj.status = obj.status, status
+    record(action, object_type, obj.id, before={"status": before}, after={"status": status}, org_id=org_id)
+    return True
+
+
 @dataclass
 class ChainReport:
     checked: int

@@ -211,13 +211,9 @@ def update_member(member: Member, details: MemberDetails) -> Member:
 def set_member_status(member: Member, status: str) -> Member:
     if status not in MEMBER_STATUSES:
         raise MemberError(_("Unknown status."), "status")
-    if member.status == status:
-        return member
-    before = member.status
-    member.status = status
-    audit.record(f"member.{'disable' if status == 'disabled' else 'enable'}", "member", member.id,
-                 before={"status": before}, after={"status": status}, org_id=member.org_id)
-    db.session.commit()
+    if audit.change_status(member, "member", status, f"member.{'disable' if status == 'disabled' else 'enable'}",
+                           member.org_id):
+        db.session.commit()
     return member
 
 
@@ -445,11 +441,6 @@ def update_product(product: Product, details: ProductDetails) -> Product:
 def set_product_status(product: Product, status: str) -> Product:
     if status not in PRODUCT_STATUSES:
         raise ProductError(_("Unknown status."), "status")
-    if product.status == status:
-        return product
-    before = product.status
-    product.status = status
-    audit.record(f"product.{status}", "product", product.id,
-                 before={"status": before}, after={"status": status}, org_id=product.org_id)
-    db.session.commit()
+    if audit.change_status(product, "product", status, f"product.{status}", product.org_id):
+        db.session.commit()
     return product

@@ -77,10 +77,8 @@ def set_organisation_status(actor_org_id: int, org: Organisation, status: str) -
         raise OrganisationError(_("You cannot disable your own organisation."), "status")
     if org.kind == "platform":
         raise OrganisationError(_("The platform cannot be disabled."), "status")
-    if org.status != status:
-        audit.record(f"org.{'disable' if status == 'disabled' else 'enable'}", "organisation", org.id,
-                     before={"status": org.status}, after={"status": status}, org_id=org.id)
-        org.status = status
-    db.session.commit()
+    if audit.change_status(org, "organisation", status, f"org.{'disable' if status == 'disabled' else 'enable'}",
+                           org.id):
+        db.session.commit()
     return org
 
