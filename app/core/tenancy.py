@@ -71,6 +71,27 @@ def require_visible_org(actor: "Operator", org_id: int | str | None) -> Organisa
     return get_scoped_or_404(Organisation, org_id, actor)
 
 
+def org_choices(actor: "Operator", kinds: tuple[str, ...] | None = None) -> list[tuple[int, str]]:
+    """(id, name indented by depth) of the organisations an actor may pick, for a select field."""
+    return [(o.id, "\u3000" * max(o.depth, 0) + o.name) for o in visible_orgs(actor, kinds)]
+
+
+def org_names(actor: "Operator", ids: set[int] | None = None) -> dict[int, str]:
+    """Names of the organisations the actor sees (only `ids`, when given)."""
+    stmt = scoped(Organisation, actor, select(Organisation.id, Organisation.name))
+    if ids is not None:
+        if not ids:
+            return {}
+        stmt = stmt.where(Organisation.id.in_(ids))
+    return dict(db.session.execute(stmt).all())
+
+
+def in_org_subtree(actor: "Operator", column, org_id: int | str):
+    """A filter: `column` is the chosen organisation or one below it (404 when the actor may not choose it)."""
+    org = require_visible_org(actor, org_id)
+    return column.in_(select(Organisation.id).where(Organisation.path.startswith(org.path, autoescape=True)))
+
+
 def visible_orgs(actor: "Operator", kinds: tuple[str, ...] | None = None) -> list[Organisation]:
     """Organisations the actor may pick in a form, in tree order."""
     stmt = scoped(Organisation, actor).where(Organisation.status == "active").order_by(Organisation.path)

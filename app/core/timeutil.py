@@ -39,3 +39,11 @@ def local_day_range(first: date | None, last: date | None) -> tuple[datetime | N
     start = local_day_start(first) if first else None
     end = local_day_start(last + timedelta(days=1)) if last else None
     return start, end
+
+
+def parse_day(value: str | None) -> date | None:
+    """A YYYY-MM-DD from a filter field, or None when it is empty or not a date."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None

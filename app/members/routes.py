@@ -1,13 +1,11 @@
 """Member and product screens: lists with search, filters and export, the modal forms, a member's page."""
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import Select, case, func, or_, select
 
 from app.auth.forms import EmptyForm
 from app.core import crypto
@@ -18,8 +16,8 @@ from app.core.htmx import done, render_page
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.money import fen_to_yuan
 from app.core.permissions import permission_required
-from app.core.tenancy import get_scoped_or_404, require_visible_org, scoped, visible_orgs
-from app.core.timeutil import format_local, local_day_range
+from app.core.tenancy import get_scoped_or_404, in_org_subtree, org_choices, org_names, require_visible_org, scoped
+from app.core.timeutil import format_local, local_day_range, parse_day
 from app.extensions import db
 from app.gym.services import member_gym_records
 from app.members import services
@@ -34,16 +32,8 @@ bp = Blueprint("members", __name__)
 CUSTOMER_ORG_KINDS = ("bank", "merchant", "store")
 
 
-def _org_choices() -> list[tuple[int, str]]:
-    return [(o.id, "\u3000" * max(o.depth, 0) + o.name) for o in visible_orgs(current_user, CUSTOMER_ORG_KINDS)]
 
 
-def _org_names(ids: set[int] | None = None) -> dict[int, str]:
-    """Names of visible organisations (only `ids`, when given)."""
-    stmt = scoped(Organisation, current_user, select(Organisation.id, Organisation.name))
-    if ids is not None:
-        stmt = stmt.where(Organisation.id.in_(ids))
-    return dict(db.session.execute(stmt).all())
 
 
 def _posted_org(form) -> Organisation | None:
@@ -52,9 +42,6 @@ def _posted_org(form) -> Organisation | None:
     return require_visible_org(current_user, raw) if raw else None
 
 
-def _in_org_subtree(column, org_id: str) -> ColumnElement[bool]:
-    org = require_visible_org(current_user, org_id)
-    return column.in_(select(Organisation.id).where(Organisation.path.startswith(org.path, autoescape=True)))
 
 
 def _back_to(fallback: str) -> str:
@@ -93,11 +80,6 @@ MEMBER_SORTS = {
 }
 
 
-def _parse_day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def _members_matching(params: ListParams) -> Select:
@@ -118,7 +100,7 @@ def _members_matching(params: ListParams) -> Select:
         stmt = stmt.where(Member.name.startswith(q, autoescape=True))
     filters = params.filters
     if filters.get("org_id"):
-        stmt = stmt.where(_in_org_subtree(Member.org_id, filters["org_id"]))
+        stmt = stmt.where(in_org_subtree(current_user, Member.org_id, filters["org_id"]))
     if filters.get("level") in MEMBER_LEVELS:
         stmt = stmt.where(Member.level == filters["level"])
     if filters.get("status") in MEMBER_STATUSES:
@@ -126,7 +108,7 @@ def _members_matching(params: ListParams) -> Select:
     for name, column in (("group", Member.group_name), ("region", Member.region), ("channel", Member.source_channel)):
         if filters.get(name):
             stmt = stmt.where(column == filters[name])
-    start, end = local_day_range(_parse_day(filters.get("reg_from")), _parse_day(filters.get("reg_to")))
+    start, end = local_day_range(parse_day(filters.get("reg_from")), parse_day(filters.get("reg_to")))
     if start:
         stmt = stmt.where(Member.registered_at >= start)
     if end:
@@ -166,7 +148,7 @@ def list_members():
     params = parse_list_params(request.args, MEMBER_FILTERS, default_sort="registered_at")
     page = paginate(apply_sort(_members_matching(params), params, MEMBER_SORTS, Member.id), params)
     return render_page("members/members.html", "member_rows", targets=("member-rows",), **_member_context(
-        page=page, params=params, orgs=_org_choices(), org_names=_org_names({m.org_id for m in page.items}),
+        page=page, params=params, orgs=org_choices(current_user, CUSTOMER_ORG_KINDS), org_names=org_names(current_user, {m.org_id for m in page.items}),
         filter_values=_member_filter_values))
 
 
@@ -179,7 +161,7 @@ def member_detail(member_id: int):
         select(AuditEvent).where(AuditEvent.object_type == "member", AuditEvent.object_id == str(member.id))
         .order_by(AuditEvent.id.desc()).limit(50)).scalars().all()
     return render_page("members/member_detail.html", "member_card", targets=("member-card",), **_member_context(
-        member=member, org_name=_org_names({member.org_id}).get(member.org_id, ""), events=events,
+        member=member, org_name=org_names(current_user, {member.org_id}).get(member.org_id, ""), events=events,
         gym=member_gym_records(member)))
 
 
@@ -193,7 +175,7 @@ def _member_form_page(form, member=None):
 @permission_required("members.manage")
 def create_member():
     form = MemberForm()
-    form.org_id.choices = _org_choices()
+    form.org_id.choices = org_choices(current_user, CUSTOMER_ORG_KINDS)
     if not form.is_submitted():
         form.org_id.data = current_user.org_id
     org = _posted_org(form)
@@ -260,13 +242,13 @@ def set_member_status(member_id: int):
     return redirect(_back_to(url_for("members.list_members")))
 
 
-def _member_export_columns(org_names: dict[int, str]) -> list[Column]:
+def _member_export_columns(names: dict[int, str]) -> list[Column]:
     """Export columns; personal data is always masked in a file that leaves the console."""
     return [
         Column(_("Member no."), lambda m: m.member_no),
         Column(_("Name"), lambda m: m.name),
         Column(_("Mobile phone"), lambda m: m.phone_masked),
-        Column(_("Organisation"), lambda m: org_names.get(m.org_id, "")),
+        Column(_("Organisation"), lambda m: names.get(m.org_id, "")),
         Column(_("Level"), lambda m: str(LEVEL_LABELS.get(m.level, m.level))),
         Column(_("Group"), lambda m: m.group_name),
         Column(_("Region"), lambda m: m.region),
@@ -292,7 +274,7 @@ def export_members():
     # The search text may be a phone number: the audit trail keeps it masked.
     q = crypto.mask_phone(crypto.normalise_phone(params.q)) if services.looks_like_phone(params.q) else params.q
     services.record_member_export(fmt, {"q": q, **params.filters} if q else params.filters, total)
-    return export_response(_("Members"), fmt, _member_export_columns(_org_names()), rows_for_export(stmt))
+    return export_response(_("Members"), fmt, _member_export_columns(org_names(current_user)), rows_for_export(stmt))
 
 
 # --- products ---------------------------------------------------------------------------------
@@ -308,7 +290,7 @@ def _products_matching(params: ListParams) -> Select:
         stmt = stmt.where(or_(Product.name.icontains(params.q, autoescape=True),
                               Product.code == params.q.strip().upper()))
     if params.filters.get("org_id"):
-        stmt = stmt.where(_in_org_subtree(Product.org_id, params.filters["org_id"]))
+        stmt = stmt.where(in_org_subtree(current_user, Product.org_id, params.filters["org_id"]))
     if params.filters.get("kind") in PRODUCT_KINDS:
         stmt = stmt.where(Product.kind == params.filters["kind"])
     if params.filters.get("status") in PRODUCT_STATUSES:
@@ -328,7 +310,7 @@ def list_products():
     params = parse_list_params(request.args, PRODUCT_FILTERS, default_sort="created_at")
     page = paginate(apply_sort(_products_matching(params), params, PRODUCT_SORTS, Product.id), params)
     return render_page("members/products.html", "product_rows", targets=("product-rows",), **_product_context(
-        page=page, params=params, orgs=_org_choices(), org_names=_org_names({p.org_id for p in page.items})))
+        page=page, params=params, orgs=org_choices(current_user, CUSTOMER_ORG_KINDS), org_names=org_names(current_user, {p.org_id for p in page.items})))
 
 
 def _product_form_page(form, attrs, product=None):
@@ -355,7 +337,7 @@ def _attach_product_error(exc: services.ProductError, form, attrs) -> None:
 @permission_required("products.manage")
 def create_product():
     form = ProductForm()
-    form.org_id.choices = _org_choices()
+    form.org_id.choices = org_choices(current_user, CUSTOMER_ORG_KINDS)
     if not form.is_submitted():
         form.org_id.data = current_user.org_id
         if request.args.get("kind") in PRODUCT_KINDS:
@@ -426,11 +408,11 @@ def export_products():
     refused = _export_too_large(_count(stmt), "members.list_products", params)
     if refused:
         return refused
-    org_names = _org_names()
+    names = org_names(current_user)
     columns = [
         Column(_("Code"), lambda p: p.code),
         Column(_("Name"), lambda p: p.name),
-        Column(_("Organisation"), lambda p: org_names.get(p.org_id, "")),
+        Column(_("Organisation"), lambda p: names.get(p.org_id, "")),
         Column(_("Kind"), lambda p: str(KIND_LABELS.get(p.kind, p.kind))),
         Column(_("Price (yuan)"), lambda p: fen_to_yuan(p.price_fen)),
         Column(_("Attributes"), lambda p: services.attribute_summary(p.kind, p.attributes)),

@@ -12,7 +12,7 @@ from app.auth.models import Operator, OperatorRole
 from app.core.htmx import done, render_page
 from app.core.listing import apply_sort, paginate, parse_list_params
 from app.core.permissions import ROLES, assignable_roles, permission_required, role_label
-from app.core.tenancy import get_scoped_or_404, require_visible_org, scoped, visible_orgs
+from app.core.tenancy import get_scoped_or_404, org_choices, require_visible_org, scoped, visible_orgs
 from app.extensions import db
 from app.orgs import services
 from app.orgs.forms import KIND_LABELS, OrganisationEditForm, OrganisationForm
@@ -21,8 +21,6 @@ from app.orgs.models import CHILD_KINDS, Organisation
 bp = Blueprint("orgs", __name__)
 
 
-def _org_choices(kinds: tuple[str, ...] | None = None) -> list[tuple[int, str]]:
-    return [(o.id, "\u3000" * max(o.depth, 0) + o.name) for o in visible_orgs(current_user, kinds)]
 
 
 # --- organisations --------------------------------------------------------------------------
@@ -137,12 +135,12 @@ def list_operators():
         stmt = stmt.where(Operator.status == params.filters["status"])
     page = paginate(apply_sort(stmt, params, OPERATOR_SORTS, Operator.id), params)
     return render_page("orgs/operators.html", "operator_rows", targets=("operator-rows",), page=page,
-                       params=params, orgs=_org_choices(), roles=[(r, role_label(r)) for r in ROLES],
+                       params=params, orgs=org_choices(current_user), roles=[(r, role_label(r)) for r in ROLES],
                        action_form=EmptyForm())
 
 
 def _prepare_operator_form(form):
-    form.org_id.choices = _org_choices()
+    form.org_id.choices = org_choices(current_user)
     form.roles.choices = [(r, role_label(r)) for r in assignable_roles(current_user.permissions)]
     return form
 

@@ -12,7 +12,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Select, func, select
 
 import jobs
 from app.auth.forms import EmptyForm
@@ -25,8 +25,8 @@ from app.core.jobruns import JobRun
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.money import fen_to_yuan
 from app.core.permissions import permission_required
-from app.core.tenancy import get_scoped_or_404, require_visible_org, scoped, visible_orgs
-from app.core.timeutil import business_today, format_local, local_day_range
+from app.core.tenancy import get_scoped_or_404, in_org_subtree, org_choices, org_names, scoped
+from app.core.timeutil import business_today, format_local, local_day_range, parse_day
 from app.extensions import db
 from app.members import services as members
 from app.members.forms import KIND_LABELS
@@ -53,27 +53,12 @@ TYPE_LABELS = {**KIND_LABELS, "unmapped": _l("Not mapped")}
 VOUCHER_JOBS = "jobs.vouchers."
 
 
-def _parse_day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
-def _in_org_subtree(column, org_id: str) -> ColumnElement[bool]:
-    org = require_visible_org(current_user, org_id)
-    return column.in_(select(Organisation.id).where(Organisation.path.startswith(org.path, autoescape=True)))
 
 
-def _store_choices() -> list[tuple[int, str]]:
-    return [(o.id, "\u3000" * max(o.depth, 0) + o.name) for o in visible_orgs(current_user, ("merchant", "store"))]
 
 
-def _org_names(ids: set[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    return dict(db.session.execute(scoped(Organisation, current_user, select(Organisation.id, Organisation.name))
-                                   .where(Organisation.id.in_(ids))).all())
 
 
 def _accounts() -> list[PlatformAccount]:
@@ -124,8 +109,8 @@ def _vouchers_matching(params: ListParams) -> Select:
     if filters.get("status") in VOUCHER_STATUSES:
         stmt = stmt.where(Voucher.status == filters["status"])
     if filters.get("org_id"):
-        stmt = stmt.where(_in_org_subtree(Voucher.org_id, filters["org_id"]))
-    start, end = local_day_range(_parse_day(filters.get("from")), _parse_day(filters.get("to")))
+        stmt = stmt.where(in_org_subtree(current_user, Voucher.org_id, filters["org_id"]))
+    start, end = local_day_range(parse_day(filters.get("from")), parse_day(filters.get("to")))
     if start:
         stmt = stmt.where(Voucher.created_at >= start)
     if end:
@@ -144,7 +129,7 @@ def list_vouchers():
     params = _list_params()
     page = paginate(apply_sort(_vouchers_matching(params), params, VOUCHER_SORTS, Voucher.id), params)
     return render_page("vouchers/records.html", "voucher_rows", targets=("voucher-rows",), **_context(
-        page=page, params=params, stores=_store_choices(), org_names=_org_names({v.org_id for v in page.items}),
+        page=page, params=params, stores=org_choices(current_user, ("merchant", "store")), org_names=org_names(current_user, {v.org_id for v in page.items}),
         accounts=_accounts() if current_user.can("vouchers.sync") else [], runs=_recent_runs()))
 
 
@@ -168,7 +153,7 @@ def voucher_detail(voucher_id: int):
         .order_by(ReconciliationItem.day.desc())).scalars())
     return render_page("vouchers/records_detail.html", **_context(
         voucher=voucher, log=log, operators=operators, member=member, events=events, differences=differences,
-        org_name=_org_names({voucher.org_id}).get(voucher.org_id, "")))
+        org_name=org_names(current_user, {voucher.org_id}).get(voucher.org_id, "")))
 
 
 def _export_columns(org_names: dict[int, str]) -> list[Column]:
@@ -296,10 +281,10 @@ def _differences_matching(params: ListParams) -> Select:
         stmt = stmt.where(ReconciliationItem.kind == filters["kind"])
     if filters.get("status") in ("open", "resolved"):
         stmt = stmt.where(ReconciliationItem.status == filters["status"])
-    if _parse_day(filters.get("from")):
-        stmt = stmt.where(ReconciliationItem.day >= _parse_day(filters["from"]))
-    if _parse_day(filters.get("to")):
-        stmt = stmt.where(ReconciliationItem.day <= _parse_day(filters["to"]))
+    if parse_day(filters.get("from")):
+        stmt = stmt.where(ReconciliationItem.day >= parse_day(filters["from"]))
+    if parse_day(filters.get("to")):
+        stmt = stmt.where(ReconciliationItem.day <= parse_day(filters["to"]))
     return stmt
 
 
@@ -312,7 +297,7 @@ def reconciliation():
     accounts = _accounts()
     return render_page("vouchers/reconciliation.html", "difference_rows", targets=("difference-rows",), **_context(
         page=page, params=params, accounts=accounts, account_names={a.id: a for a in accounts},
-        org_names=_org_names({i.org_id for i in page.items}), runs=_recent_runs(),
+        org_names=org_names(current_user, {i.org_id for i in page.items}), runs=_recent_runs(),
         yesterday=date.fromordinal(business_today().toordinal() - 1)))
 
 
@@ -325,7 +310,7 @@ def run_reconciliation():
     if not EmptyForm().validate_on_submit():
         abort(400)
     account = get_scoped_or_404(PlatformAccount, request.form.get("account_id"), current_user)
-    day = _parse_day(request.form.get("day")) or date.fromordinal(business_today().toordinal() - 1)
+    day = parse_day(request.form.get("day")) or date.fromordinal(business_today().toordinal() - 1)
     if day > business_today():
         flash(_("A day in the future cannot be reconciled."), "warning")
         return redirect(_back(".reconciliation"))
@@ -339,8 +324,8 @@ def run_reconciliation():
 
 def _stats_args() -> tuple[date, date, str]:
     first, last = voucher_stats.default_range(business_today())
-    first = _parse_day(request.args.get("from")) or first
-    last = _parse_day(request.args.get("to")) or last
+    first = parse_day(request.args.get("from")) or first
+    last = parse_day(request.args.get("to")) or last
     if last < first:
         first, last = last, first
     if (last - first).days > 366:
@@ -352,7 +337,7 @@ def _stats_for(first: date, last: date, org_id: str) -> voucher_stats.VoucherSta
     def scope(model, stmt):
         stmt = scoped(model, current_user, stmt)
         if org_id:
-            stmt = stmt.where(_in_org_subtree(model.org_id, org_id))
+            stmt = stmt.where(in_org_subtree(current_user, model.org_id, org_id))
         return stmt
 
     return voucher_stats.compute(first, last, scope)
@@ -369,7 +354,7 @@ def voucher_statistics():
                  day_labels=[day.strftime("%m-%d") for day in figures.days],
                  daily_amount_yuan=[float(fen_to_yuan(fen)) for fen in figures.daily_amount_fen])
     return render_page("vouchers/stats.html", **_context(stats=figures, chart=chart, org_id=org_id,
-                                                         stores=_store_choices()))
+                                                         stores=org_choices(current_user, ("merchant", "store"))))
 
 
 @bp.get("/stats/export")

@@ -1,15 +1,14 @@
 """Screens of the voucher line: platform accounts and deal mappings."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, request, url_for
+from flask import Blueprint, flash, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import select
 
 from app.auth.forms import EmptyForm
 from app.core.htmx import done, render_page
 from app.core.permissions import permission_required
-from app.core.tenancy import get_scoped_or_404, require_visible_org, scoped, visible_orgs
+from app.core.tenancy import get_scoped_or_404, org_choices, require_visible_org, scoped, visible_orgs
 from app.extensions import db
 from app.members.models import Product
 from app.vouchers import platforms
@@ -19,8 +18,6 @@ from app.vouchers.models import DealMapping, PlatformAccount
 bp = Blueprint("vouchers", __name__, url_prefix="/vouchers")
 
 
-def _org_choices() -> list[tuple[int, str]]:
-    return [(o.id, "\u3000" * max(o.depth, 0) + o.name) for o in visible_orgs(current_user, ("merchant", "store"))]
 
 
 @bp.get("/platforms")
@@ -49,7 +46,7 @@ def _account_form_page(form, account=None):
 def edit_account(account_id: int | None = None):
     account = get_scoped_or_404(PlatformAccount, account_id, current_user) if account_id else None
     form = PlatformAccountForm(obj=account)
-    form.org_id.choices = _org_choices()
+    form.org_id.choices = org_choices(current_user, ("merchant", "store"))
     if form.validate_on_submit():
         org = require_visible_org(current_user, account.org_id if account else form.org_id.data)
         try:
@@ -87,7 +84,7 @@ def _mapping_form_page(form, mapping=None):
 def edit_mapping(mapping_id: int | None = None):
     mapping = get_scoped_or_404(DealMapping, mapping_id, current_user) if mapping_id else None
     form = DealMappingForm(obj=mapping)
-    form.org_id.choices = _org_choices()
+    form.org_id.choices = org_choices(current_user, ("merchant", "store"))
     products = db.session.execute(scoped(Product, current_user).where(
         Product.kind.in_(("membership_card", "coaching_package", "group_class"))).order_by(Product.name)).scalars()
     form.product_id.choices = [(p.id, p.name) for p in products]
