@@ -32,12 +32,14 @@ def register_extensions(app: Flask) -> None:
 
 def register_models() -> None:
     """Import every model module so the metadata (and Alembic) knows all tables."""
+    import app.activities.models  # noqa: F401
     import app.auth.models  # noqa: F401
     import app.core.audit  # noqa: F401
     import app.core.idempotency  # noqa: F401
     import app.core.jobruns  # noqa: F401
     import app.core.outbox  # noqa: F401
     import app.core.webhooks  # noqa: F401  (registers the generic HTTP outbox handler)
+    import app.coupons.models  # noqa: F401
     import app.gym.models  # noqa: F401
     import app.members.models  # noqa: F401
     import app.orgs.models  # noqa: F401

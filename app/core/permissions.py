@@ -33,19 +33,25 @@ PERMISSIONS: dict[str, str] = {
     "vouchers.view": _l("View vouchers, verifications and voucher statistics"),
     "vouchers.undo": _l("Undo a voucher verification"),
     "vouchers.sync": _l("Start voucher sync and reconciliation"),
+    "coupons.view": _l("View coupon activities, issued coupons and coupon reports"),
+    "coupons.manage": _l("Create, edit, enable and disable coupon activities; retry failed issues"),
+    "coupons.terminate": _l("Terminate coupon activities (cannot be undone)"),
+    "coupons.configure": _l("Configure coupon tunnels and banks' API clients"),
+    "masterdata.manage": _l("Manage institutions, banks and position numbers"),
     "platform.manage": _l("Manage the whole platform (partner platforms, sandboxes, all organisations)"),
 }
 
-_VIEW_ONLY = {"dashboard.view", "orgs.view", "operators.view", "members.view", "products.view", "vouchers.view"}
+_VIEW_ONLY = {"dashboard.view", "orgs.view", "operators.view", "members.view", "products.view", "vouchers.view",
+              "coupons.view"}
 
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "platform_admin": (_l("Platform admin"), frozenset(PERMISSIONS)),
     # Everything within the admin's own organisation subtree; tenancy keeps them inside it.
-    "org_admin": (_l("Organisation admin"), frozenset(PERMISSIONS) - {"platform.manage"}),
+    "org_admin": (_l("Organisation admin"), frozenset(PERMISSIONS) - {"platform.manage", "masterdata.manage"}),
     "operator": (
         _l("Operator"),
         frozenset(_VIEW_ONLY | {"members.manage", "members.export", "products.manage", "system.jobs",
-                                "vouchers.sync", "vouchers.undo"}),
+                                "vouchers.sync", "vouchers.undo", "coupons.manage"}),
     ),
     "approver": (_l("Approver"), frozenset(_VIEW_ONLY | {"approvals.decide", "audit.view"})),
     "front_desk": (_l("Front desk"), frozenset({"dashboard.view", "members.view", "frontdesk.verify", "vouchers.view"})),
