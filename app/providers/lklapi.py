@@ -20,6 +20,7 @@ import string
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -73,13 +74,22 @@ def certificate_serial(cert_pem: str) -> str:
     return format(x509.load_pem_x509_certificate(cert_pem.encode()).serial_number, "x")
 
 
+def same_serial(serial: str) -> str:
+    """A certificate serial in one spelling: hex in any case, with or without leading zeros
+    (consoles show "00A1B2…", the headers may carry "a1b2…")."""
+    return serial.strip().lower().lstrip("0") or "0"
+
+
+@lru_cache(maxsize=256)
 def _load_private_key(pem: str):
+    """Parsed once per process per key (parsing an RSA key costs more than a signature)."""
     try:
         return serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError) as exc:
         raise SignatureError("the private key is not a PEM RSA key") from exc
 
 
+@lru_cache(maxsize=256)
 def _load_public_key(pem: str):
     try:
         if "CERTIFICATE" in pem:
@@ -128,7 +138,8 @@ def verify(public_pem: str, message: bytes, signature: str) -> bool:
 
 def parse_authorization(header: str | None) -> Authorization:
     """Read the header by field name, in any order, with or without a space after the scheme."""
-    if not header or not header.startswith(SCHEME):
+    header = (header or "").strip()
+    if not header.startswith(SCHEME):
         raise SignatureError(f"the Authorization header is not {SCHEME}")
     fields = dict(_FIELD.findall(header[len(SCHEME):]))
     missing = [name for name in ("timestamp", "nonce_str", "signature") if not fields.get(name)]
@@ -180,7 +191,8 @@ def verify_response(headers, body: bytes, certs_by_serial: dict[str, str]) -> st
     if missing:
         raise SignatureError(f"the answer lacks {', '.join(missing)}")
     appid, serial, timestamp, nonce, signature = values
-    cert = certs_by_serial.get(serial) or certs_by_serial.get(serial.lower())
+    by_serial = {same_serial(key): pem for key, pem in certs_by_serial.items()}
+    cert = by_serial.get(same_serial(serial))
     if not cert:
         raise SignatureError(f"no platform certificate with serial {serial}")
     if not verify(cert, signed_text(appid, serial, timestamp, nonce, body), signature):
