@@ -134,6 +134,9 @@ class BankApiClient(TenantOwned, Timestamped, db.Model):
     our_private_key_enc: Mapped[str] = mapped_column(Text, nullable=False)
     rate_limit_per_minute: Mapped[int] = mapped_column(Integer, nullable=False, default=6000)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
+    # Hosts the bank may name as its H5 redirect and notification URLs ("h5.bank.com", "h5.bank.com:8443",
+    # "*.bank.com"); an empty list refuses every redirect and notification URL (migration 0013).
+    allowed_hosts: Mapped[list] = mapped_column(JSON, nullable=False, default=list, server_default="[]")
 
     @property
     def our_private_key(self) -> str:
@@ -318,6 +321,7 @@ class CouponCallback(Timestamped, db.Model):
     event_key: Mapped[str | None] = mapped_column(String(160), unique=True)
     issue_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_issues.id"))
     issue_org_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    tunnel_account_id: Mapped[int | None] = mapped_column(Integer)  # the account whose URL it came to (0013)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
