@@ -64,6 +64,10 @@ class Config:
     # trusted for exactly that many hops, so the audit trail and login throttling see the client's IP.
     PROXY_FIX_HOPS = int(os.environ.get("PROXY_FIX_HOPS", "0"))
     SANDBOXES_ENABLED = _env_bool("SANDBOXES_ENABLED", ENV_NAME != "production")
+    # The 云数汇 sandbox uses some coupons by itself, so the demo's reports fill up (embedded mode only).
+    SANDBOX_YSH_AUTO_REDEEM = _env_bool("SANDBOX_YSH_AUTO_REDEEM", EMBEDDED_WORKERS and ENV_NAME != "production")
+    # Where 云数汇, WeChat and bank browsers reach us: the base of our callback and hand-off URLs.
+    PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
     OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
     OUTBOX_BASE_DELAY_SECONDS = int(os.environ.get("OUTBOX_BASE_DELAY_SECONDS", "30"))
     EXPORT_MAX_ROWS = int(os.environ.get("EXPORT_MAX_ROWS", "100000"))
@@ -78,5 +82,6 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
     REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     EMBEDDED_WORKERS = False
+    SANDBOX_YSH_AUTO_REDEEM = False
     WTF_CSRF_ENABLED = True
     SESSION_COOKIE_SECURE = False

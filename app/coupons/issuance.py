@@ -238,17 +238,11 @@ def _issuable_activity(client: BankApiClient, request: IssueRequest) -> CouponAc
     activity = found[0]
     if not activity.enabled:
         raise IssueRefused(409, "ACTIVITY_DISABLED", f"coupon activity {activity.code} is disabled")
-    status = activity_status(activity)
+    status = activity.status
     if status != "running":
         raise IssueRefused(409, "ACTIVITY_NOT_RUNNING", f"coupon activity {activity.code} is {status.replace('_', ' ')}")
     _check_tunnel_ready(activity)
     return activity
-
-
-def activity_status(activity: CouponActivity) -> str:
-    """`CouponActivity.status_at(now)`, also where the database hands back naive UTC times (SQLite)."""
-    now = utcnow()
-    return activity.status_at(now if activity.start_at.tzinfo else now.replace(tzinfo=None))
 
 
 def _check_tunnel_ready(activity: CouponActivity) -> None:
@@ -656,7 +650,7 @@ def _retry_refusal(issue: CouponIssue | None) -> str | None:
     if issue.status != "failed":
         return _l("Only failed issues can be retried")
     activity = issue.activity
-    if not activity.enabled or activity_status(activity) != "running":
+    if not activity.enabled or activity.status != "running":
         return _l("The coupon activity is not running")
     return None
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core import crypto
 from app.core.models import TenantOwned, Timestamped
-from app.core.timeutil import utcnow
+from app.core.timeutil import as_utc, utcnow
 from app.extensions import db
 
 MASTER_STATUSES = ("normal", "disabled")
@@ -207,12 +207,13 @@ class CouponActivity(TenantOwned, Timestamped, db.Model):
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
 
     def status_at(self, now: datetime) -> str:
-        """not_started / running / ended / terminated."""
+        """not_started / running / ended / terminated (naive times, as SQLite returns them, are UTC)."""
         if self.terminated_at is not None:
             return "terminated"
-        if now < self.start_at:
+        now = as_utc(now)
+        if now < as_utc(self.start_at):
             return "not_started"
-        if now >= self.end_at:
+        if now >= as_utc(self.end_at):
             return "ended"
         return "running"
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import secrets
 import time
@@ -675,13 +674,8 @@ def auto_redeem(fraction: float = 0.3, min_age_seconds: int = 60, limit: int = 2
 
 
 def auto_redeem_enabled() -> bool:
-    """SANDBOX_YSH_AUTO_REDEEM (config or environment); defaults to on in the embedded mode only."""
-    value = current_app.config.get("SANDBOX_YSH_AUTO_REDEEM")
-    if value is None:
-        raw = os.environ.get("SANDBOX_YSH_AUTO_REDEEM")
-        value = current_app.config.get("EMBEDDED_WORKERS", False) if raw is None else raw.strip().lower() in {
-            "1", "true", "yes", "on"}
-    return bool(value)
+    """SANDBOX_YSH_AUTO_REDEEM (app/config.py: on in the embedded mode only, unless set)."""
+    return bool(current_app.config.get("SANDBOX_YSH_AUTO_REDEEM"))
 
 
 # ---- callbacks ----------------------------------------------------------------------------------
