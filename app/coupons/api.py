@@ -5,7 +5,8 @@ Thin views over `issuance`, `bank_auth` and `openid_handoff`:
   (LKLAPI, see `bank_auth`), rate-limited per client, answered with our `Lklapi-*` signature; every
   POST needs an `Idempotency-Key` (`app.core.idempotency`).
 - `GET /api/v1/openid` and `/api/v1/openid/callback`: the browser's OpenID hand-off (not signed:
-  a browser carries no signature; guarded by the allow-list of hosts and a signed state).
+  a browser carries no signature; guarded by the allow-list of hosts and a signed state). A refusal
+  is a small page for the bank's customer on a phone (templates/h5/), not JSON.
 - `GET /api/v1/openapi.json` and `/api/v1/docs`: the description and a page to read it.
 
 Errors are `{"code": "...", "message": "..."}` with 400 / 401 / 404 / 409 / 422 / 429.
@@ -15,7 +16,6 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, make_response, redirect, render_template, request
-from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
 from app.core.idempotency import idempotent
@@ -105,8 +105,8 @@ def show_issue(call_trade_no: str):
 
 
 def _browser_error(exc: openid_handoff.HandoffRefused):
-    title = _("The coupon page cannot continue")
-    return render_template("errors/error.html", status=exc.status, title=title, message=exc.message), exc.status
+    """The bank's customer, on a phone, sees a small page of their own (not the console's error page)."""
+    return render_template("h5/handoff_error.html", refusal=exc), exc.status
 
 
 @bp.get("/openid")

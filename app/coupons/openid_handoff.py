@@ -7,6 +7,9 @@
    callback URL (`/api/v1/openid/callback?state=…`) as `wmcb`.
 3. 云数汇 sends the browser back to that URL with `&openid=…&from=dshy`; we open the state and
    send the browser on to the bank's URL with `openid=` added (replacing any it had).
+
+A refusal is shown to the bank's customer on a small mobile page (templates/h5/); it carries the
+way back to the bank's page only when that page is known from our own state and still allowed.
 """
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ STATE_SALT = "coupons.openid-handoff"
 class HandoffRefused(Exception):
     status: int
     code: str
-    message: str
+    message: str  # for the bank's developers; the customer is shown words chosen by `code`
+    back_url: str | None = None  # the bank's page, when known from our state and still allowed
 
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -64,11 +68,12 @@ def finish(state: str | None, openid: str | None, source: str | None) -> str:
     try:
         sealed = _serializer().loads(state or "", max_age=STATE_MAX_AGE_SECONDS)
     except SignatureExpired as exc:
-        raise HandoffRefused(400, "STATE_EXPIRED", "the hand-off took too long; start again from the bank's page") from exc
+        raise HandoffRefused(400, "STATE_EXPIRED", "the hand-off took too long; start again from the bank's page",
+                             back_url=_allowed_or_none(_serializer().loads(state or ""))) from exc
     except BadSignature as exc:
         raise HandoffRefused(400, "STATE_INVALID", "the hand-off state is not ours") from exc
     if source != "dshy" or not openid or not issuance.OPEN_ID.match(openid):
-        raise HandoffRefused(400, "OPENID_MISSING", "云数汇 did not send an openid")
+        raise HandoffRefused(400, "OPENID_MISSING", "云数汇 did not send an openid", back_url=_allowed_or_none(sealed))
     _check_redirect(sealed["org"], sealed["redirect"])  # the allow-list may have changed meanwhile
     return with_openid(sealed["redirect"], openid)
 
@@ -80,6 +85,15 @@ def _check_redirect(org_id: int, redirect: str) -> None:
     if not clients or all(refusals):
         reason = refusals[0] if refusals else "the bank has no active API client"
         raise HandoffRefused(422, "URL_NOT_ALLOWED", f"redirect: {reason}")
+
+
+def _allowed_or_none(sealed: dict) -> str | None:
+    """The bank's page from a state we signed, if the bank still allows it (for a way back)."""
+    try:
+        _check_redirect(sealed["org"], sealed["redirect"])
+    except HandoffRefused:
+        return None
+    return sealed["redirect"]
 
 
 def with_openid(url: str, openid: str) -> str:

@@ -72,8 +72,10 @@ def main(database_url: str) -> dict:
 
         # The cron thread loaded jobs/cron.py and enqueued the 15-second relay at once; the worker ran it.
         schedulers = wait_for(lambda: CronScheduler.all(connection))
-        report["cron_schedulers"] = [{"config_file": s.config_file, "jobs": sorted(j.name for j in s.get_jobs())}
-                                     for s in schedulers]
+        report["cron_schedulers"] = [{"config_file": s.config_file, "jobs": sorted(
+            ({"name": j.name, "func_name": j.func_name, "queue_name": j.queue_name, "interval": j.interval,
+              "cron": j.cron, "next_enqueue_time": j.next_enqueue_time} for j in s.get_jobs()),
+            key=lambda entry: entry["name"])} for s in schedulers]
         relay_ids = wait_for(lambda: get_cron_job_ids("relay_outbox", connection))
         relay = Job.fetch(relay_ids[0], connection=connection) if relay_ids else None
         if relay is not None:
