@@ -68,6 +68,10 @@ class Config:
     SANDBOX_YSH_AUTO_REDEEM = _env_bool("SANDBOX_YSH_AUTO_REDEEM", EMBEDDED_WORKERS and ENV_NAME != "production")
     # Where 云数汇, WeChat and bank browsers reach us: the base of our callback and hand-off URLs.
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    # Where customers open the H5 pages (the theme activity links and QR codes); the console's address otherwise.
+    H5_BASE_URL = os.environ.get("H5_BASE_URL", "")
+    # Uploaded images (theme activity backgrounds); relative paths are under instance/.
+    UPLOAD_FOLDER = os.environ.get("UPLOAD_FOLDER", str(INSTANCE / "uploads"))
     OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
     OUTBOX_BASE_DELAY_SECONDS = int(os.environ.get("OUTBOX_BASE_DELAY_SECONDS", "30"))
     EXPORT_MAX_ROWS = int(os.environ.get("EXPORT_MAX_ROWS", "100000"))

@@ -561,13 +561,15 @@ class SwitchResult:
     changed: list[CouponActivity] = field(default_factory=list)
     unchanged: list[CouponActivity] = field(default_factory=list)  # already so
     over: list[CouponActivity] = field(default_factory=list)  # ended or terminated: left alone
+    theme_paused: list[CouponActivity] = field(default_factory=list)  # theme not active: cannot be enabled
 
 
 def set_enabled(actor: "Operator", ids: Iterable[int], enabled: bool, now: datetime | None = None) -> SwitchResult:
     """Switch the visible activities among `ids` to 生效 (enabled) or 失效 (disabled), each audited.
 
     Ids the operator cannot see are ignored (as if they did not exist); ended and terminated
-    activities are left as they are.
+    activities are left as they are, and an activity whose theme is paused or expired cannot be
+    enabled (the theme's status governs its coupon activities).
     """
     now = now or utcnow()
     result = SwitchResult()
@@ -581,6 +583,8 @@ def set_enabled(actor: "Operator", ids: Iterable[int], enabled: bool, now: datet
             result.over.append(activity)
         elif activity.enabled == enabled:
             result.unchanged.append(activity)
+        elif enabled and _theme_holds_back(activity):
+            result.theme_paused.append(activity)
         else:
             activity.enabled, activity.updated_by = enabled, actor.id
             audit.record("coupon_activity.enable" if enabled else "coupon_activity.disable", "coupon_activity",
@@ -589,6 +593,13 @@ def set_enabled(actor: "Operator", ids: Iterable[int], enabled: bool, now: datet
             result.changed.append(activity)
     db.session.commit()
     return result
+
+
+def _theme_holds_back(activity: CouponActivity) -> bool:
+    if activity.theme_activity_id is None:
+        return False
+    theme = db.session.get(ThemeActivity, activity.theme_activity_id)
+    return theme is not None and theme.status != "active"
 
 
 def terminate(actor: "Operator", activity: CouponActivity, now: datetime | None = None) -> CouponActivity:

@@ -151,6 +151,8 @@ def _switch_message(result: services.SwitchResult, enabled: bool) -> tuple[str, 
         parts.append(_("%(n)s already so.", n=len(result.unchanged)))
     if result.over:
         parts.append(_("%(n)s ended or terminated, left as they are.", n=len(result.over)))
+    if result.theme_paused:
+        parts.append(_("%(n)s not enabled: their theme activity is paused or over.", n=len(result.theme_paused)))
     if not parts:
         return _("None of the selected coupon activities could be changed."), "warning"
     return " ".join(parts), "success" if result.changed else "warning"

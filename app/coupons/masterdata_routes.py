@@ -36,7 +36,7 @@ from app.extensions import db
 bp = Blueprint("masterdata", __name__, url_prefix="/masterdata")
 
 MANAGE = "masterdata.manage"
-PICKER_PERMISSIONS = ("coupons.view", "coupons.manage", MANAGE)
+PICKER_PERMISSIONS = ("coupons.view", "coupons.manage", "activities.view", "activities.manage", MANAGE)
 # §3: an export holds at most 10,000 rows (less if the deployment sets a lower EXPORT_MAX_ROWS).
 EXPORT_LIMIT = 10_000
 _PICKER_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")

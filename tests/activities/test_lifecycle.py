@@ -74,6 +74,18 @@ def test_pausing_disables_the_coupon_activities_and_enabling_restores_exactly_th
     assert enabled.object_id == str(running.id)
 
 
+def test_a_coupon_activity_of_a_paused_theme_cannot_be_enabled_by_hand(world, make):
+    from app.coupons import activities as coupon_activities
+
+    theme = make.theme_activity(world.bank)
+    coupon = make.coupon_activity(theme=theme)
+    lifecycle.switch(world.admin, [theme.id], "paused")
+    result = coupon_activities.set_enabled(world.admin, [coupon.id], True)
+    assert [a.id for a in result.theme_paused] == [coupon.id] and not result.changed
+    assert not fresh(coupon).enabled
+    assert coupon_activities.set_enabled(world.admin, [coupon.id], False).unchanged  # disabling is still fine
+
+
 def test_enabling_skips_a_coupon_activity_that_ended_during_the_pause(world, make):
     theme = make.theme_activity(world.bank)
     coupon = make.coupon_activity(theme=theme)
