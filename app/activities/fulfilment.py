@@ -100,13 +100,8 @@ def _issue_coupon(draw: ThemeDraw, prize: Prize, participant: ThemeParticipant) 
 
 
 def _coupon_refusal(activity: CouponActivity) -> str | None:
-    if not activity.enabled:
-        return f"coupon activity {activity.code} is disabled"
-    status = activity.status
-    if status != "running":
-        return f"coupon activity {activity.code} is {status.replace('_', ' ')}"
     try:
-        issuance._check_tunnel_ready(activity)
+        issuance.check_issuable(activity)
     except issuance.IssueRefused as exc:
         return exc.message
     return None
@@ -119,13 +114,10 @@ def _queue_coupon_issue(activity: CouponActivity, participant: ThemeParticipant,
     issue = CouponIssue(org_id=activity.org_id, order_no=issuance.new_order_no(), call_trade_no=call_trade_no,
                         coupon_activity_id=activity.id, openid_enc=participant.openid_enc,
                         openid_hash=participant.openid_hash, openid_masked=participant.openid_masked, status="queued")
-    db.session.add(issue)
-    db.session.flush()
-    refusal = issuance._take_counts(issue, activity)
+    refusal = issuance.queue_issue(issue, activity)
     if refusal is not None:
         savepoint.rollback()
         return None, refusal.message
-    issuance._queue_delivery(issue)
     savepoint.commit()
     return issue, None
 

@@ -31,11 +31,13 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
 from app.core import audit
-from app.core.timeutil import as_utc, utcnow
+from app.core.timeutil import utcnow
 from app.coupons.models import CouponActivity
 from app.extensions import db
 
 from .models import ThemeActivity
+from .services import effective_status as theme_status
+from .services import is_view_only
 from .prize_models import STOCKED_KINDS, WEIGHT_MAX, WEIGHT_MIN, Prize
 
 if TYPE_CHECKING:
@@ -149,15 +151,6 @@ def coupon_choices(theme: ThemeActivity) -> list[CouponActivity]:
     return list(db.session.execute(select(CouponActivity).where(CouponActivity.theme_activity_id == theme.id,
                                                                 CouponActivity.org_id == theme.org_id)
                                    .order_by(CouponActivity.id)).scalars())
-
-
-def theme_status(theme: ThemeActivity) -> str:
-    """active / paused as stored, expired once the end has passed (naive times, as SQLite gives them, are UTC)."""
-    return "expired" if theme.status == "expired" or as_utc(theme.end_at) <= utcnow() else theme.status
-
-
-def is_view_only(theme: ThemeActivity) -> bool:
-    return theme_status(theme) == "expired"
 
 
 # --- the checks -----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ Decisions (also in the README design notes):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 from flask_babel import gettext as _
@@ -43,8 +43,9 @@ from app.activities import backgrounds
 from app.activities.models import (FIRST_THEME_NO, ThemeActivity, ThemeActivityBank, ThemeActivityInstitution,
                                    ThemeNumberCounter)
 from app.core import audit
+from app.core.activity_window import window_problems
 from app.core.tenancy import scoped
-from app.core.timeutil import format_local, utcnow
+from app.core.timeutil import as_utc, format_local, utcnow
 from app.coupons.models import CouponActivity, CouponIssue, Institution, PartnerBank, PositionNumber
 from app.extensions import db
 
@@ -125,7 +126,7 @@ class _Checked:
 
 def effective_status(theme: ThemeActivity, now: datetime | None = None) -> str:
     """ACTIVE / PAUSED as stored, but EXPIRED as soon as the end has passed."""
-    if theme.status == "expired" or theme.end_at <= (now or utcnow()):
+    if theme.status == "expired" or as_utc(theme.end_at) <= as_utc(now or utcnow()):
         return "expired"
     return theme.status
 
@@ -201,29 +202,6 @@ def issued_span(theme: ThemeActivity) -> tuple[datetime | None, datetime | None]
     first, last = db.session.execute(select(func.min(when), func.max(when)).where(
         CouponIssue.coupon_activity_id.in_(linked), CouponIssue.status.in_(LIVE_ISSUE_STATUSES))).one()
     return first, last
-
-
-def window_problems(start: datetime | None, end: datetime | None, now: datetime,
-                    stored: tuple[datetime, datetime] | None = None) -> dict[str, str]:
-    """The rules of an activity's time window (field → message), for a new one or an existing one
-    whose `stored` (start, end) it would replace: the start is required, not in the past (the
-    current minute counts: forms are filled to the minute) and fixed once the activity has started;
-    the end is required, after the start and, when changed, not in the past."""
-    errors: dict[str, str] = {}
-    start_changed = stored is None or start != stored[0]
-    if start is None:
-        errors["start_at"] = _("Enter the start time.")
-    elif start_changed and stored is not None and stored[0] <= now:
-        errors["start_at"] = _("The activity has started: its start time can no longer change.")
-    elif start_changed and start < now.replace(second=0, microsecond=0):
-        errors["start_at"] = _("The start time may not be in the past.")
-    if end is None:
-        errors["end_at"] = _("Enter the end time.")
-    elif start is not None and end <= start:
-        errors["end_at"] = _("The end time must be after the start time.")
-    elif stored is not None and end != stored[1] and end <= now:
-        errors["end_at"] = _("The end time may not be in the past.")
-    return errors
 
 
 def _check_window(c: _Checked, theme: ThemeActivity | None, now: datetime) -> None:
@@ -525,10 +503,3 @@ def history(theme: ThemeActivity, limit: int = 50) -> list[audit.AuditEvent]:
     return list(db.session.execute(select(audit.AuditEvent).where(
         audit.AuditEvent.object_type == "theme_activity", audit.AuditEvent.object_id == str(theme.id))
         .order_by(audit.AuditEvent.id.desc()).limit(limit)).scalars())
-
-
-def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
-    """A new activity's suggested time: from the next full hour, for 30 days."""
-    now = now or utcnow()
-    start = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return start, start + timedelta(days=30)

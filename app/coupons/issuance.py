@@ -236,13 +236,18 @@ def _issuable_activity(client: BankApiClient, request: IssueRequest) -> CouponAc
     if len(found) > 1:
         raise IssueRefused(409, "ACTIVITY_AMBIGUOUS", "several activities share this batchCode; send activityCode")
     activity = found[0]
+    check_issuable(activity)
+    return activity
+
+
+def check_issuable(activity: CouponActivity) -> None:
+    """Raise IssueRefused unless coupons of `activity` can be issued now (enabled, running, tunnel ready)."""
     if not activity.enabled:
         raise IssueRefused(409, "ACTIVITY_DISABLED", f"coupon activity {activity.code} is disabled")
     status = activity.status
     if status != "running":
         raise IssueRefused(409, "ACTIVITY_NOT_RUNNING", f"coupon activity {activity.code} is {status.replace('_', ' ')}")
     _check_tunnel_ready(activity)
-    return activity
 
 
 def _check_tunnel_ready(activity: CouponActivity) -> None:
@@ -271,15 +276,23 @@ def _store_new_issue(client: BankApiClient, activity: CouponActivity, request: I
                         openid_enc=crypto.encrypt(request.open_id), openid_hash=openid_hash,
                         openid_masked=mask_openid(request.open_id), bank_member_id=request.member_id,
                         write_off_notify=request.write_off_notify, post_notify=request.post_notify, status="queued")
-    db.session.add(issue)
-    db.session.flush()  # a twin's callTradeNo raises IntegrityError here, before any count is taken
-    refusal = _take_counts(issue, activity)
+    refusal = queue_issue(issue, activity)
     if refusal:
         db.session.rollback()
         raise refusal
-    _queue_delivery(issue)
     db.session.commit()
     return issue
+
+
+def queue_issue(issue: CouponIssue, activity: CouponActivity) -> IssueRefused | None:
+    """Add a new issue to the caller's transaction: take its counts (guarded) and put its delivery in
+    the outbox. Returns the refusal when a limit stops it (the caller rolls back); never commits."""
+    db.session.add(issue)
+    db.session.flush()  # a twin's callTradeNo raises IntegrityError here, before any count is taken
+    refusal = _take_counts(issue, activity)
+    if refusal is None:
+        _queue_delivery(issue)
+    return refusal
 
 
 def new_order_no() -> str:
