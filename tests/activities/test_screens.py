@@ -323,6 +323,7 @@ def test_the_page_and_its_lazy_tabs(console, world, make):
     page = console.client.get(f"{LIST}/{theme.id}").get_data(as_text=True)
     assert 'data-testid="history"' in page and "每人每天可参与一次" in page
     assert 'data-testid="batches"' not in page  # the other tabs load when opened
+    assert f'href="{LIST}/{theme.id}/prizes" data-testid="prize-pool"' in page
 
     batches = console.client.get(f"{LIST}/{theme.id}/batches", headers=htmx_headers(target="tab-batches"))
     body = batches.get_data(as_text=True)
