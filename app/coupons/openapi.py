@@ -137,6 +137,25 @@ SCHEMAS = {
                        "totalAmount": _FEN, "orgAmount": _FEN, "tradeNo": {"type": ["string", "null"]},
                        "merchantNo": {"type": ["string", "null"]}, "merchantName": {"type": ["string", "null"]}},
     },
+    "DrawRequest": {"type": "object", "required": ["openId"],
+                    "properties": {"openId": {"type": "string", "maxLength": 128,
+                                              "description": "the customer's openid (from the OpenID hand-off)"}}},
+    "Draw": {
+        "type": "object",
+        "properties": {
+            "drawNo": {"type": "string"}, "themeNo": {"type": "string", "example": "5000000084"},
+            "result": {"type": "string", "enum": ["WON", "THANKS"]},
+            "prize": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["COUPON", "POINTS", "CASH", "GIFT", "THANKS"]},
+                "segment": {"type": "integer", "description": "the wheel segment to stop on"},
+                "colour": {"type": "string"}, "points": {"type": "integer"}, "amount": _FEN,
+                "activityCode": {"type": "string"}, "batchCode": {"type": "string"}}},
+            "fulfilment": {"type": "string", "description": "the prize's hand-over: PENDING, FULFILLED, FAILED..."},
+            "drawsLeft": {"type": ["integer", "null"], "description": "null: no cap"},
+            "drawsLeftToday": {"type": ["integer", "null"]}, "drawnAt": _TIME, "replayed": {"type": "boolean"},
+        },
+    },
     "Acknowledgement": {"type": "object", "required": ["code"],
                         "properties": {"code": {"const": "SUCCESS"}, "msg": {"type": "string"}}},
 }
@@ -153,6 +172,9 @@ def _errors(*statuses: int) -> dict:
 _SIGNED = [{"lklapi": []}]
 _IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 128},
                 "description": "a new value per distinct request; reuse it only to repeat the same request"}
+
+_THEME_NO = {"name": "themeNo", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9]{10}$"},
+             "description": "the theme activity's 10-digit id"}
 
 PATHS = {
     "/api/v1/coupons/issue": {"post": {
@@ -172,6 +194,24 @@ PATHS = {
         "security": _SIGNED,
         "parameters": [{"name": "callTradeNo", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "the issue", "content": _json("IssueState")}, **_errors(401, 404, 429)},
+    }},
+    "/api/v1/activities/{themeNo}/draws": {"post": {
+        "operationId": "createDraw", "summary": "One draw of the wheel for a customer",
+        "description": "Checks the theme activity (yours, running, wheel on) and the customer's total and daily "
+                       "limits, picks a prize by weight among those with stock, takes one unit and hands the prize "
+                       "over in the background. The Idempotency-Key is the draw's own key: repeating it returns the "
+                       "same draw (200, `Idempotent-Replayed: true`); with another openId it is 422.",
+        "security": _SIGNED, "parameters": [_IDEMPOTENCY, _THEME_NO],
+        "requestBody": {"required": True, "content": _json("DrawRequest")},
+        "responses": {"201": {"description": "the draw", "content": _json("Draw")},
+                      "200": {"description": "this Idempotency-Key drew before: that draw", "content": _json("Draw")},
+                      **_errors(400, 401, 404, 409, 422, 429)},
+    }},
+    "/api/v1/activities/{themeNo}/draws/{drawNo}": {"get": {
+        "operationId": "getDraw", "summary": "A draw and the state of its prize's hand-over",
+        "security": _SIGNED,
+        "parameters": [_THEME_NO, {"name": "drawNo", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the draw", "content": _json("Draw")}, **_errors(401, 404, 429)},
     }},
     "/api/v1/openid": {"get": {
         "operationId": "openidHandoff", "summary": "OpenID hand-off (browser)",

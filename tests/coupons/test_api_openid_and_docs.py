@@ -114,9 +114,17 @@ def test_allowed_host_patterns():
 def test_the_openapi_description_covers_every_route_and_the_signing(client, app):
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"] == "3.1.0"
-    routes = {rule.rule.replace("<call_trade_no>", "{callTradeNo}") for rule in app.url_map.iter_rules()
-              if rule.endpoint.startswith(f"{api_blueprint.name}.")}
+    renames = {"<call_trade_no>": "{callTradeNo}", "<theme_no>": "{themeNo}", "<draw_no>": "{drawNo}"}
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] in (api_blueprint.name, "draw_api"):
+            path = rule.rule
+            for flask_name, spec_name in renames.items():
+                path = path.replace(flask_name, spec_name)
+            routes.add(path)
     assert routes == set(spec["paths"])
+    draw = spec["paths"]["/api/v1/activities/{themeNo}/draws"]["post"]
+    assert {"Idempotency-Key", "themeNo"} == {p["name"] for p in draw["parameters"]}
     issue = spec["paths"]["/api/v1/coupons/issue"]["post"]
     assert issue["security"] == [{"lklapi": []}]
     assert {"Idempotency-Key"} == {p["name"] for p in issue["parameters"]}
@@ -140,8 +148,8 @@ def test_the_docs_page_reads_the_description(client):
     page = client.get("/api/v1/docs")
     text = page.get_data(as_text=True)
     assert page.status_code == 200
-    assert text.count('data-testid="api-operation"') == 6 and text.count('data-testid="api-webhook"') == 2
+    assert text.count('data-testid="api-operation"') == 8 and text.count('data-testid="api-webhook"') == 2
     for words in ("LKLAPI-SHA256withRSA", "/api/v1/coupons/issue", "callTradeNo", "writeOffNotify", "Idempotency-Key",
-                  "STOCK_EXHAUSTED", "REDEMPTION"):
+                  "STOCK_EXHAUSTED", "REDEMPTION", "/api/v1/activities/{themeNo}/draws"):
         assert words in text
     assert "cdn" not in text.lower()
