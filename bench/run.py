@@ -93,7 +93,7 @@ def make_app(database_url: str, redis_url: str):
 
     app = create_app(Config, SQLALCHEMY_DATABASE_URI=database_url, REDIS_URL=redis_url, EMBEDDED_WORKERS=False)
     with app.app_context():
-        upgrade(directory=str(REPO / "migrations"))
+        upgrade(directory=str(REPO / "migrations"), revision="heads")  # others may be adding revisions side by side
         get_redis().flushdb()  # rate-limit counters of earlier runs
     return app
 
@@ -107,6 +107,8 @@ def free_port() -> int:
 
 
 def start_gunicorn(args, env: dict, port: int, log: Path) -> subprocess.Popen:
+    """gunicorn serving the app on 127.0.0.1:`port` (`args.workers`, `.worker_class`, `.threads`), once it
+    answers /healthz. Scenarios use it too, e.g. for a platform sandbox in a server of its own."""
     command = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}",
                "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
                "--error-logfile", str(log), "--log-level", "warning"]
@@ -125,6 +127,14 @@ def start_gunicorn(args, env: dict, port: int, log: Path) -> subprocess.Popen:
         time.sleep(0.25)
     process.terminate()
     raise SystemExit(f"gunicorn did not answer /healthz within 30 s; see {log}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def login_cookies(base: str, username: str, password: str, csrf_from: str | None = None
@@ -242,11 +252,11 @@ def main() -> int:
                     print(line)
             print()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for name in chosen:
+            finish = getattr(available[name], "finish", None)
+            if finish and name in states:
+                finish(app, states[name])
+        stop_server(server)
 
     if not args.no_explain:
         for name in chosen:

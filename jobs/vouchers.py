@@ -13,22 +13,15 @@ from jobs import job_task, report_progress
 def _each_account(account_id: int | None, work) -> dict:
     """Run `work(account)` for each active account (or the one named); one failing platform does
     not stop the others, and the job fails only when every account failed."""
-    from app.providers.vouchers import VoucherError
-    from app.vouchers.sync import active_accounts
+    from app.vouchers.sync import active_accounts, for_each_account
 
     accounts = active_accounts(account_id)
-    results: dict[str, dict] = {}
-    errors: dict[str, str] = {}
-    for account in accounts:
-        key = f"{account.platform}#{account.id}"
-        try:
-            results[key] = work(account)
-        except VoucherError as exc:
-            current_app.logger.warning("voucher job on account %s failed: %s", account.id, exc)
-            errors[key] = f"{type(exc).__name__}: {exc.detail or exc.message}"
-    if errors and not results:
-        raise RuntimeError("; ".join(f"{key}: {message}" for key, message in errors.items()))
-    return {"accounts": len(accounts), "results": results, "errors": errors}
+    run = for_each_account(accounts, work)
+    for key, message in run.errors.items():
+        current_app.logger.warning("voucher job on account %s failed: %s", key, message)
+    if run.errors and not run.results:
+        raise RuntimeError("; ".join(f"{key}: {message}" for key, message in run.errors.items()))
+    return {"accounts": len(accounts), "results": run.results, "errors": run.errors}
 
 
 @job_task

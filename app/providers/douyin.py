@@ -51,6 +51,13 @@ the same way, from the same table `ASSUMED_CODES` below; check them with Douyin)
   verify_records[]}` with `status` 1 unused, 2 used, 3 expired, 4 refunded.
 - `prepare(encrypted_data=...)` is answered like `prepare(code=...)` for the certificate the
   scanned short link names.
+- A scanned short link (`https://v.douyin.com/…`) that does not carry `encrypted_data` itself
+  answers an HTTP redirect (301/302/303/307/308) whose target URL carries the certificate's
+  `object_id` (or `encrypted_data`) as a query parameter; that value is the `encrypted_data` of
+  `prepare`. `resolve_short_link` follows the redirects by hand, at most `MAX_LINK_HOPS`, and
+  only on Douyin's own hosts (`SHORT_LINK_DOMAINS`) or the account's own platform address (the
+  sandbox): a QR code is input from anyone, so it must not make us fetch arbitrary addresses.
+  The target itself is never fetched: the parameter is read off the Location header.
 - The order query and the verify-record query used by the order sync and the reconciliation
   (`query_orders`, `query_verify_records`) are wholly **assumed**: Douyin's real order-query
   API is not in our protocol notes. Their paths and shapes are in the methods' docstrings.
@@ -61,6 +68,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from flask_babel import lazy_gettext as _l
@@ -86,6 +94,27 @@ CREDENTIALS_INVALID = 10013  # assumed
 
 class VerifyTokenInvalid(VoucherError):
     message = _l("The voucher check has expired. Scan the voucher again.")
+
+
+class ShortLinkError(VoucherError):
+    message = _l("This Douyin link leads to no voucher. Scan the voucher's QR code in the Douyin app again, or "
+                 "type its code.")
+
+
+SHORT_LINK_DOMAINS = ("douyin.com", "iesdouyin.com")  # and their subdomains (v.douyin.com, ...)
+LINK_PARAMETERS = ("encrypted_data", "object_id")
+MAX_LINK_HOPS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def encrypted_data_in(link: str) -> str | None:
+    """The `encrypted_data` a scanned link carries in its query (`encrypted_data=` or `object_id=`), if any."""
+    query = parse_qs(urlsplit(link).query if "://" in link else link.split("?", 1)[-1])
+    for name in LINK_PARAMETERS:
+        value = (query.get(name) or [""])[0].strip()
+        if value:
+            return value
+    return None
 
 
 class OutcomeUnknown(PlatformUnavailable):
@@ -166,7 +195,7 @@ class DouyinClient:
 
     def __init__(self, base_url: str, client_key: str, client_secret: str, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None, retries: int = 2, backoff: float = 0.2,
-                 redis: Any = None, sleep: Callable[[float], None] = time.sleep):
+                 redis: Any = None, sleep: Callable[[float], None] = time.sleep, http: httpx.Client | None = None):
         self.base_url = base_url.rstrip("/")
         self.client_key = client_key
         self.client_secret = client_secret
@@ -175,11 +204,14 @@ class DouyinClient:
         self.backoff = backoff  # seconds before the first retry, doubled each time
         self._redis = redis
         self._sleep = sleep
-        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_context(),
-                                  headers={"Accept": "application/json"})
+        # A shared pool (`http`, see app.vouchers.platforms.client_for) keeps its connections open
+        # between requests and is not closed here; without one the client owns its own.
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=timeout, transport=transport, verify=tls_context())
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> "DouyinClient":
         return self
@@ -237,7 +269,7 @@ class DouyinClient:
     def _send(self, method: str, path: str, *, params: dict | None = None, json: dict | None = None,
               token: str | None = None, idempotent: bool = True) -> dict[str, Any]:
         """One HTTP exchange: the `data` of the wrapper, or an exception."""
-        headers = {"access-token": token} if token else {}
+        headers = {"Accept": "application/json", **({"access-token": token} if token else {})}
         try:
             response = self._http.request(method, self.base_url + path, params=params, json=json, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -343,6 +375,42 @@ class DouyinClient:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlatformProtocolError(f"prepare answer not understood: {exc}") from exc
+
+    def resolve_short_link(self, link: str) -> str:
+        """The `encrypted_data` of a scanned short link: read off the link, else off the redirects it
+        answers (see the module's assumptions). Idempotent GETs, retried like prepare."""
+        url = link.strip()
+        for _ in range(MAX_LINK_HOPS + 1):
+            found = encrypted_data_in(url)
+            if found:
+                return found
+            if not self._may_follow(url):
+                raise ShortLinkError(f"not a Douyin link: {urlsplit(url).hostname or url[:60]}")
+            response = self._with_retries(lambda target=url: self._hop(target))
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECTS or not location:
+                raise ShortLinkError(f"the link answered HTTP {response.status_code} without a redirect")
+            url = urljoin(url, location)
+        raise ShortLinkError("too many redirects")
+
+    def _may_follow(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            return False
+        own = urlsplit(self.base_url)
+        if (parts.scheme, host, parts.port) == (own.scheme, (own.hostname or "").lower(), own.port):
+            return True  # the platform's own address (the sandbox serves its short links there)
+        return parts.scheme == "https" and any(host == d or host.endswith("." + d) for d in SHORT_LINK_DOMAINS)
+
+    def _hop(self, url: str) -> httpx.Response:
+        try:
+            response = self._http.get(url, follow_redirects=False)
+        except httpx.TransportError as exc:
+            raise PlatformUnavailable(f"the short link did not answer: {exc.__class__.__name__}") from exc
+        if response.status_code >= 500:
+            raise PlatformUnavailable(f"the short link answered HTTP {response.status_code}")
+        return response
 
     def verify(self, verify_token: str, poi_id: str, encrypted_codes: str | Sequence[str]) -> VerifiedVoucher:
         """Verify the prepared certificate(s) at a store (poi). Never repeated: see `OutcomeUnknown`.

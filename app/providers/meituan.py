@@ -29,7 +29,10 @@ Assumptions, made the same way by the sandbox (app/sandbox/meituan.py):
 - **assumed**: reverse consume undoes the latest consumption of the code and is allowed on the
   Shanghai day of that consumption only; otherwise it answers 1020 (not reversible).
 - **assumed**: querylistbydate takes biz `{"date":"yyyy-MM-dd","type":"order"|"consumed",
-  "offset":n,"limit":n}` and answers `data.total` and `data.records[]`; getconsumed takes
+  "offset":n,"limit":n}` (limit at most 100) and answers `data.total` and `data.records[]`,
+  in a stable order, of the calling store only (its appAuthToken): type "order" lists the codes
+  bought that day that the store may verify, "consumed" the verifications made with its token;
+  getconsumed takes
   `{"receiptCode":…}` and answers `data.records[]` (flowId, count, consumeTime, reversed).
 - **assumed**: `receiptEndDate`, `orderTime`, `consumeTime` are "yyyy-MM-dd HH:mm:ss" in
   Asia/Shanghai; prices (`dealPrice`, `dealMarketPrice`) are yuan numbers, read as Decimal.
@@ -44,9 +47,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable
 
 import httpx
@@ -120,9 +125,15 @@ def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.strptime(str(value), TIME_FORMAT).replace(tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
+        return _parse_local(str(value))
     except ValueError as exc:
         raise PlatformProtocolError(f"bad time {value!r}") from exc
+
+
+@lru_cache(maxsize=4096)
+def _parse_local(value: str) -> datetime:
+    """strptime is slow and a day's list repeats the same few times (expiry dates above all)."""
+    return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=BUSINESS_TZ).astimezone(timezone.utc)
 
 
 def _fen(value: Any) -> int | None:
@@ -183,6 +194,7 @@ class MeituanClient:
         backoff: float = 0.2,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        http: httpx.Client | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.developer_id = str(developer_id)
@@ -194,10 +206,14 @@ class MeituanClient:
         self._clock = clock
         self._sleep = sleep
         self.last_attempts = 0  # HTTP attempts made by the most recent call (observable by tests and logs)
-        self._http = httpx.Client(timeout=timeout, transport=transport, verify=tls_context())
+        # A shared pool (`http`, see app.vouchers.platforms.client_for) keeps its connections open
+        # between requests and is not closed here; without one the client owns its own.
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=timeout, transport=transport, verify=tls_context())
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> MeituanClient:
         return self
@@ -251,22 +267,50 @@ class MeituanClient:
         data = self._call(PATH_REVERSE, biz, retry=False)
         return data if isinstance(data, dict) else {"data": data}
 
-    def query_by_date(self, day: date, kind: str = "consumed", page_size: int = 100) -> list[ReceiptRecord]:
-        """Every code bought (kind "order") or verified (kind "consumed") on a Shanghai date. Retried."""
+    def query_by_date(self, day: date, kind: str = "consumed", page_size: int = 100,
+                      parallel: int = 1) -> list[ReceiptRecord]:
+        """Every code bought (kind "order") or verified (kind "consumed") on a Shanghai date. Retried.
+
+        The first page tells the total; with `parallel` > 1 the remaining pages are then fetched
+        by that many threads, each reading a contiguous run of pages in order (what the platform
+        pages fastest), and put back in order. Pages that appeared meanwhile are read after.
+        """
         if kind not in ("order", "consumed"):
             raise ValueError("kind is 'order' or 'consumed'")
-        records: list[ReceiptRecord] = []
-        offset = 0
-        while True:
-            data = self._call(PATH_QUERY_BY_DATE, {"date": day.isoformat(), "type": kind, "offset": offset,
-                                                   "limit": page_size}, retry=True)
-            if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-                raise PlatformProtocolError("querylistbydate answered no records")
-            page = data["records"]
-            records.extend(self._record(item) for item in page)
-            offset += len(page)
-            if not page or offset >= int(data.get("total") or 0):
-                return records
+        total, first = self._list_page(day, kind, 0, page_size)
+        records = list(first)
+        if not first:
+            return records
+        step = len(first)  # the platform may serve fewer per page than asked
+        offsets = list(range(step, total, step))
+        lanes = max(1, min(parallel, len(offsets)))
+        if lanes == 1:
+            pages = [self._list_page(day, kind, offset, page_size) for offset in offsets]
+        else:
+            runs = [offsets[n * len(offsets) // lanes:(n + 1) * len(offsets) // lanes] for n in range(lanes)]
+            with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="meituan-pages") as pool:
+                done = list(pool.map(lambda run: [self._list_page(day, kind, o, page_size) for o in run], runs))
+            pages = [page for run in done for page in run]
+        for page_total, page in pages:
+            records.extend(page)
+            total = page_total
+        while len(records) < total:  # the list grew while it was read
+            total, page = self._list_page(day, kind, len(records), page_size)
+            if not page:
+                break
+            records.extend(page)
+        return records
+
+    def _list_page(self, day: date, kind: str, offset: int, limit: int) -> tuple[int, list[ReceiptRecord]]:
+        data = self._call(PATH_QUERY_BY_DATE, {"date": day.isoformat(), "type": kind, "offset": offset,
+                                               "limit": limit}, retry=True)
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise PlatformProtocolError("querylistbydate answered no records")
+        try:
+            total = int(data.get("total") or 0)
+        except (TypeError, ValueError) as exc:
+            raise PlatformProtocolError("querylistbydate answered a bad total") from exc
+        return total, [self._record(item) for item in data["records"]]
 
     def check_credentials(self) -> None:
         """The cheapest signed call (today's verified list): raises PlatformAuthError when Meituan refuses us."""

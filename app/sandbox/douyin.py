@@ -23,8 +23,13 @@ be cancelled for one hour (tests age one by editing `SandboxDouyinVerification.v
 empty body clears it. Every API call is counted per call name (`call_count`), so tests can see
 how often a client tried.
 
+Short links: `GET s/<slug>/` plays v.douyin.com, the address a buyer's QR code holds; it answers
+302 to `voucher/?object_id=<encrypted_code>`, the page the buyer would see, whose object_id is
+prepare's `encrypted_data` (see `DouyinClient.resolve_short_link`).
+
 The page `GET /sandbox/douyin/` lists the skus and certificates and lets a person buy a
-certificate (a browser form, CSRF-protected) or refund one; the typed code is shown there.
+certificate (a browser form, CSRF-protected) or refund one; the typed code and the short link
+are shown there.
 """
 from __future__ import annotations
 
@@ -58,6 +63,7 @@ CERT_API = "/goodlife/v1/fulfilment/certificate"
 MISBEHAVE_KEY = "sandbox:douyin:misbehave"
 MISBEHAVE_LEFT_KEY = "sandbox:douyin:misbehave:left"
 CALLS_KEY = "sandbox:douyin:calls:"
+SLUG_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 SANDBOX_SKUS = (
     # sku_id, title, groupon_type, market price, pay price, times_count, valid days
@@ -475,6 +481,50 @@ def query_verify_records():
     return answer(records=records, page={"page_num": page_num, "page_size": page_size, "total": total})
 
 
+# --- short links (what a buyer's QR code holds) --------------------------------------------------
+
+def short_link_slug(cert: SandboxDouyinCertificate) -> str:
+    """The path of a certificate's short link: its certificate_id in base 62 (no column needed)."""
+    number, digits = int(cert.certificate_id), []
+    while number:
+        number, rest = divmod(number, 62)
+        digits.append(SLUG_ALPHABET[rest])
+    return "".join(reversed(digits)) or "0"
+
+
+def _certificate_id_of(slug: str) -> str | None:
+    number = 0
+    for char in slug:
+        index = SLUG_ALPHABET.find(char)
+        if index < 0:
+            return None
+        number = number * 62 + index
+    return str(number)
+
+
+@bp.get("/s/<slug>/")
+def short_link(slug: str):
+    """Like v.douyin.com: the short link of a QR code redirects to a page whose URL carries the
+    certificate's object_id (its encrypted_code), which is prepare's encrypted_data."""
+    certificate_id = _certificate_id_of(slug)
+    cert = db.session.execute(select(SandboxDouyinCertificate).filter_by(certificate_id=certificate_id)
+                              ).unique().scalar_one_or_none() if certificate_id else None
+    if cert is None:
+        return answer(BAD_PARAMETER, "no such short link", http_status=404)
+    return redirect(url_for(".voucher_page", object_id=cert.encrypted_code, scene="certificate"), code=302)
+
+
+@bp.get("/voucher/")
+def voucher_page():
+    """Where a short link lands (the buyer's voucher page in the app); the desk never fetches it."""
+    cert = db.session.execute(select(SandboxDouyinCertificate).filter_by(
+        encrypted_code=request.args.get("object_id", ""))).unique().scalar_one_or_none()
+    if cert is None:
+        return answer(BAD_PARAMETER, "no such certificate", http_status=404)
+    return answer(certificate={"code": cert.code, "title": cert.sku.title,
+                               "status": effective_status(cert, utcnow())})
+
+
 @bp.post("/misbehave")
 @csrf.exempt
 def misbehave():
@@ -499,8 +549,9 @@ def index():
                                       .order_by(SandboxDouyinCertificate.id.desc()).limit(100)).unique().scalars().all()
     raw = get_redis().get(MISBEHAVE_KEY)
     return render_template("sandbox/douyin.html", skus=skus, certificates=certificates, now=utcnow(),
-                           effective_status=effective_status, misbehave_setting=json.loads(raw) if raw else None,
-                           client_key=SANDBOX_CLIENT_KEY, client_secret=SANDBOX_CLIENT_SECRET)
+                           effective_status=effective_status, short_link_slug=short_link_slug,
+                           misbehave_setting=json.loads(raw) if raw else None, client_key=SANDBOX_CLIENT_KEY,
+                           client_secret=SANDBOX_CLIENT_SECRET)
 
 
 @bp.post("/buy")

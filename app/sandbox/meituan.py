@@ -16,9 +16,17 @@ the page. Modes: "latency" (sleep latency_ms, then answer normally: the work is 
 (answer HTTP 503 without doing anything), "timeout" (sleep latency_ms, then answer 504 without
 doing anything: the platform never answered). `times` is how many of the next calls misbehave
 (-1: all). Every API call is counted (`call_count()`), so retries are observable.
+
+The by-date lists (querylistbydate) are the calling store's, as on Meituan: the orders of codes
+that store's appAuthToken may verify (restricted to it, or to no store) and the verifications
+made with its token. Pages keep the protocol's offset/limit; underneath, a listing started at
+offset 0 takes its total and highest id once (a snapshot kept in Redis for two minutes), and
+each later page that follows one already served is read by keyset (id > the last id served)
+instead of OFFSET, so deep pages cost what the first one does and can be asked for in parallel.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import secrets
@@ -29,7 +37,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.crypto import mask_phone, normalise_phone
@@ -52,6 +60,8 @@ TIMESTAMP_WINDOW_SECONDS = 300  # **assumed**
 MISBEHAVE_KEY = "sandbox:meituan:misbehave"
 CALLS_KEY = "sandbox:meituan:calls"
 MISBEHAVE_MODES = ("latency", "5xx", "timeout")
+LISTING_KEY = "sandbox:meituan:listing"
+LISTING_TTL_SECONDS = 120
 
 SEED_DEALS = (
     # deal_id, deal_group_id, title, price fen, market price fen, bizType, uses, valid days
@@ -122,8 +132,9 @@ def set_misbehaviour(mode: str | None, times: int = -1, latency_ms: int = 0) -> 
         redis.hset(MISBEHAVE_KEY, mapping={"mode": mode, "remaining": int(times), "latency_ms": int(latency_ms)})
 
 
-def misbehaviour() -> dict[str, Any]:
-    raw = {k.decode(): v.decode() for k, v in get_redis().hgetall(MISBEHAVE_KEY).items()}
+def misbehaviour(stored: dict | None = None) -> dict[str, Any]:
+    raw = {k.decode(): v.decode() for k, v in (get_redis().hgetall(MISBEHAVE_KEY) if stored is None
+                                               else stored).items()}
     if not raw:
         return {}
     return {"mode": raw["mode"], "remaining": int(raw["remaining"]), "latency_ms": int(raw["latency_ms"])}
@@ -134,8 +145,11 @@ def call_count() -> int:
 
 
 def _misbehave_now() -> dict[str, Any] | None:
-    """The misbehaviour this call must show, consuming one of its `times` atomically."""
-    setting = misbehaviour()
+    """Count the call; the misbehaviour it must show, consuming one of its `times` atomically."""
+    pipe = get_redis().pipeline(transaction=False)  # one round trip for both
+    pipe.incr(CALLS_KEY)
+    pipe.hgetall(MISBEHAVE_KEY)
+    setting = misbehaviour(pipe.execute()[1])
     if not setting:
         return None
     if setting["remaining"] == -1:
@@ -176,7 +190,6 @@ def _sign_key(developer_id: str) -> str | None:
 
 
 def _api(handler: Callable[[dict[str, Any], str], Any]) -> Response:
-    get_redis().incr(CALLS_KEY)
     bad = _misbehave_now()
     if bad:
         if bad["mode"] == "5xx":
@@ -355,6 +368,54 @@ def _record(receipt: SandboxMeituanReceipt, consumption: SandboxMeituanConsumpti
     return record
 
 
+def _listing(kind: str, token: str, day) -> tuple[Any, list, Callable]:
+    """The model, the WHERE clauses and the record builder of one store's by-date list.
+
+    Scoped to the calling store (the appAuthToken): the orders of codes it may verify (codes
+    restricted to it, and codes of any store) and the verifications made with its token.
+    """
+    start, end = local_day_range(day, day)
+    if kind == "order":
+        model = SandboxMeituanReceipt
+        where = [model.bought_at >= start, model.bought_at < end,
+                 or_(model.store_token.is_(None), model.store_token == token)]
+        return model, where, _record
+    if kind == "consumed":
+        model = SandboxMeituanConsumption
+        where = [model.consumed_at >= start, model.consumed_at < end, model.app_auth_token == token]
+        return model, where, lambda c: _record(c.receipt, c)
+    raise SandboxError("OP_PARAM_INVALID", "type is order or consumed")
+
+
+def _snapshot(key: str, model, where: list, fresh: bool) -> tuple[int, int]:
+    """(total, highest id) of a list: taken when a listing starts (offset 0) and kept for
+    LISTING_TTL_SECONDS, so its later pages count nothing again and are a stable snapshot (rows
+    added meanwhile come in the next listing)."""
+    redis = get_redis()
+    cached = None if fresh else redis.hmget(key, "total", "top")
+    if cached and cached[0] is not None:
+        redis.expire(key, LISTING_TTL_SECONDS)
+        return int(cached[0]), int(cached[1])
+    redis.delete(key)  # the page boundaries of an earlier listing go with it
+    total, top = db.session.execute(select(func.count(), func.coalesce(func.max(model.id), 0)).where(*where)).one()
+    redis.hset(key, mapping={"total": total, "top": top})
+    redis.expire(key, LISTING_TTL_SECONDS)
+    return total, top
+
+
+def _page(key: str, model, where: list, top: int, offset: int, limit: int) -> list:
+    """One page in id order. Keyset (id > the last id of the page before) when that page was
+    served in this listing, which is every page of a listing read in order; else OFFSET."""
+    redis = get_redis()
+    after = 0 if offset == 0 else redis.hget(key, f"after:{offset}")
+    stmt = select(model).where(*where, model.id <= top).order_by(model.id).limit(limit)
+    stmt = stmt.where(model.id > int(after)) if after is not None else stmt.offset(offset)
+    rows = db.session.execute(stmt).scalars().all()
+    if rows:
+        redis.hset(key, f"after:{offset + len(rows)}", rows[-1].id)
+    return rows
+
+
 @bp.post("/ddzh/tuangou/receipt/querylistbydate")
 @csrf.exempt
 def query_list_by_date():
@@ -365,22 +426,12 @@ def query_list_by_date():
             limit = min(100, max(1, int(biz.get("limit") or 100)))
         except ValueError:
             raise SandboxError("OP_PARAM_INVALID", "bad date, offset or limit") from None
-        start, end = local_day_range(day, day)
-        if biz.get("type", "consumed") == "order":
-            where = (SandboxMeituanReceipt.bought_at >= start, SandboxMeituanReceipt.bought_at < end)
-            total = db.session.scalar(select(func.count()).select_from(SandboxMeituanReceipt).where(*where))
-            rows = db.session.execute(select(SandboxMeituanReceipt).where(*where).order_by(SandboxMeituanReceipt.id)
-                                      .offset(offset).limit(limit)).scalars().all()
-            records = [_record(r) for r in rows]
-        elif biz.get("type") == "consumed":
-            where = (SandboxMeituanConsumption.consumed_at >= start, SandboxMeituanConsumption.consumed_at < end)
-            total = db.session.scalar(select(func.count()).select_from(SandboxMeituanConsumption).where(*where))
-            rows = db.session.execute(select(SandboxMeituanConsumption).where(*where)
-                                      .order_by(SandboxMeituanConsumption.id).offset(offset).limit(limit)).scalars().all()
-            records = [_record(c.receipt, c) for c in rows]
-        else:
-            raise SandboxError("OP_PARAM_INVALID", "type is order or consumed")
-        return {"total": total, "records": records}
+        kind = str(biz.get("type") or "consumed")
+        model, where, record = _listing(kind, token, day)
+        key = f"{LISTING_KEY}:{hashlib.sha1(token.encode()).hexdigest()}:{kind}:{day.isoformat()}"
+        total, top = _snapshot(key, model, where, fresh=offset == 0)
+        rows = _page(key, model, where, top, offset, limit) if offset < total else []
+        return {"total": total, "records": [record(row) for row in rows]}
 
     return _api(handle)
 

@@ -1,10 +1,14 @@
 """Voucher platform accounts and deal mappings: saving them (secrets encrypted), building the
-client of an account, and testing that the platform accepts our credentials."""
+client of an account (on a connection pool kept per account and process), and testing that the
+platform accepts our credentials."""
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -83,17 +87,52 @@ def save_account(org: Organisation, platform: str, base_url: str, app_id: str, s
     return account
 
 
+PLATFORM_TIMEOUT_S = 5.0
+# An idle connection is dropped after 1.5 s, before a server's own keep-alive limit (gunicorn: 2 s)
+# closes it under us: a verify sent on a connection the server is closing would end as "outcome
+# unknown". Under load connections are reused long before that.
+POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=1.5)
+_pools: dict[int, tuple[tuple, httpx.Client]] = {}  # account id -> (what it was built for, its pool)
+_pools_lock = threading.Lock()
+
+
+def http_pool(account: PlatformAccount) -> httpx.Client:
+    """The process's connection pool to an account's platform, kept between requests.
+
+    A desk request used to open (and close) a new connection for every platform call; the pool
+    keeps connections alive and is shared by the threads of a worker (httpx.Client is
+    thread-safe). One pool per account and process (a forked worker builds its own), rebuilt
+    when the account's address changes; a replaced pool is left to the garbage collector, as
+    another thread may still be using it.
+    """
+    from app.providers import tls_context
+
+    key = (os.getpid(), account.base_url)
+    with _pools_lock:
+        built = _pools.get(account.id)
+        if built is None or built[0] != key:
+            pool = httpx.Client(timeout=PLATFORM_TIMEOUT_S, verify=tls_context(), limits=POOL_LIMITS)
+            built = _pools[account.id] = (key, pool)
+        return built[1]
+
+
 def client_for(account: PlatformAccount, transport=None):
-    """The platform client configured by an account (`transport` lets tests talk to the sandbox in-process)."""
+    """The platform client configured by an account, on the account's shared connection pool.
+
+    `transport` (tests: the sandbox in-process) gives a client with its own connections instead.
+    The client object itself is cheap and made per use; closing it leaves the shared pool open.
+    """
     secrets = account.secrets
+    http = None if transport is not None or account.id is None else http_pool(account)
     if account.platform == "meituan":
         from app.providers.meituan import MeituanClient
 
         return MeituanClient(account.base_url, account.app_id, secrets["sign_key"], secrets["app_auth_token"],
-                             transport=transport)
+                             timeout=PLATFORM_TIMEOUT_S, transport=transport, http=http)
     from app.providers.douyin import DouyinClient
 
-    return DouyinClient(account.base_url, account.app_id, secrets["client_secret"], transport=transport)
+    return DouyinClient(account.base_url, account.app_id, secrets["client_secret"], timeout=PLATFORM_TIMEOUT_S,
+                        transport=transport, http=http)
 
 
 @dataclass

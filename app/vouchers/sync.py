@@ -34,7 +34,8 @@ from app.vouchers.platforms import client_for
 
 UNFINISHED_STATUSES = ("unused", "partly_used", "refunding")
 MEITUAN_REFUNDING_CODE = "1010"  # Meituan: refund in progress (1011: refund requested, treated as refunded)
-BATCH = 500
+BATCH = 1000
+LIST_PARALLEL = 4  # pages of a platform's list fetched at once after the first (Meituan)
 
 
 def _progress(percent: float, message: str) -> None:
@@ -55,13 +56,16 @@ def _insert(model):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def _voucher_upsert(ours: set[int]):
+def _voucher_upsert(ours: set[int], now: datetime):
     """INSERT … ON CONFLICT (platform, code) DO UPDATE of what the platform knows, built once per sync.
 
     A code another organisation holds is never touched (nor moved): the update's WHERE limits it
-    to the account's organisation and those below it.
+    to the account's organisation and those below it. RETURNING gives (code, created) for each row
+    written: created when its created_at is this sync's `now` (an update keeps the old one), and a
+    code left alone returns nothing. RETURNING is also what lets SQLAlchemy send each batch as one
+    multi-row INSERT ("insertmanyvalues"); without it an upsert is sent one row at a time.
     """
-    stmt = _insert(Voucher)
+    stmt = _insert(Voucher.__table__)
     excluded = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=[Voucher.platform, Voucher.code],
@@ -72,7 +76,8 @@ def _voucher_upsert(ours: set[int]):
                   product_id=func.coalesce(Voucher.product_id, excluded.product_id),
                   last_synced_at=excluded.last_synced_at, updated_at=excluded.updated_at),
         # Plain comparisons, not IN: an expanding IN cannot run as executemany.
-        where=or_(*(Voucher.org_id == org_id for org_id in sorted(ours))))
+        where=or_(*(Voucher.org_id == org_id for org_id in sorted(ours)))
+    ).returning(Voucher.code, (Voucher.created_at == now).label("created"))
 
 
 def _status_of(status: str | None, uses_left: int, uses_total: int, expires_at: datetime | None) -> str:
@@ -107,7 +112,7 @@ def _meituan_orders(account: PlatformAccount, days: list[date], transport) -> li
     rows = []
     with client_for(account, transport) as client:
         for n, day in enumerate(days):
-            for record in client.query_by_date(day, kind="order"):
+            for record in client.query_by_date(day, kind="order", parallel=LIST_PARALLEL):
                 uses_total = record.uses_total or 1
                 uses_left = record.uses_left if record.uses_left is not None else uses_total
                 expires_at = parse_time(record.raw.get("receiptEndDate"))
@@ -175,20 +180,18 @@ def sync_orders(account: PlatformAccount, days: Iterable[date] | None = None, tr
         Organisation.path.startswith(org.path, autoescape=True))).scalars())
     result = OrderSyncResult(fetched=len(rows))
     now = utcnow()
-    upsert = _voucher_upsert(ours)
+    upsert = _voucher_upsert(ours, now)
+    connection = db.session.connection()
     for start in range(0, len(rows), BATCH):
         chunk = rows[start:start + BATCH]
-        codes = [row["code"] for row in chunk]
-        owners = dict(db.session.execute(select(Voucher.code, Voucher.org_id).where(
-            Voucher.platform == account.platform, Voucher.code.in_(codes))).all())
         values = [dict(row, platform=account.platform, org_id=account.org_id, source="sync",
                        product_id=products.get(row["deal_id"]), last_synced_at=now, created_at=now, updated_at=now)
-                  for row in chunk if owners.get(row["code"], account.org_id) in ours]
-        result.skipped += len(chunk) - len(values)
-        result.created += sum(1 for row in values if row["code"] not in owners)
-        result.updated += sum(1 for row in values if row["code"] in owners)
-        if values:
-            db.session.execute(upsert, values)  # one compiled statement, many rows (executemany)
+                  for row in chunk]
+        written = connection.execute(upsert, values).all()  # one multi-row statement per batch
+        created = sum(1 for _, new in written if new)
+        result.created += created
+        result.updated += len(written) - created
+        result.skipped += len(chunk) - len(written)
         _progress(50 + 45 * min(1.0, (start + len(chunk)) / len(rows)), f"{start + len(chunk)} / {len(rows)}")
     audit.record("voucher.sync_orders", "platform_account", account.id,
                  after=dict(result.as_dict(), days=[d.isoformat() for d in days]), org_id=account.org_id)
@@ -325,7 +328,7 @@ def platform_verified(account: PlatformAccount, day: date, transport=None) -> di
     counts: dict[str, int] = defaultdict(int)
     with client_for(account, transport) as client:
         if account.platform == "meituan":
-            for record in client.query_by_date(day, kind="consumed"):
+            for record in client.query_by_date(day, kind="consumed", parallel=LIST_PARALLEL):
                 if not record.raw.get("reversed"):
                     counts[record.code] += record.count or 1
         else:
@@ -393,8 +396,40 @@ def reconcile(account: PlatformAccount, day: date, transport=None) -> ReconcileR
     return result
 
 
-def active_accounts(account_id: int | None = None) -> list[PlatformAccount]:
+def active_accounts(account_id: int | None = None, org: Organisation | None = None,
+                    platform: str | None = None) -> list[PlatformAccount]:
+    """Active accounts: all, the one named, those of `org` and the organisations below it, of one platform."""
     stmt = select(PlatformAccount).where(PlatformAccount.status == "active").order_by(PlatformAccount.id)
     if account_id is not None:
         stmt = stmt.where(PlatformAccount.id == account_id)
+    if org is not None:
+        stmt = stmt.join(Organisation, Organisation.id == PlatformAccount.org_id).where(
+            Organisation.path.startswith(org.path, autoescape=True))
+    if platform is not None:
+        stmt = stmt.where(PlatformAccount.platform == platform)
     return list(db.session.execute(stmt).scalars())
+
+
+def account_key(account: PlatformAccount) -> str:
+    return f"{account.platform}#{account.id}"
+
+
+@dataclass
+class AccountsRun:
+    """What a run over several accounts did: each account's result, or why it failed."""
+
+    results: dict[str, dict]
+    errors: dict[str, str]
+
+
+def for_each_account(accounts: Iterable[PlatformAccount], work) -> AccountsRun:
+    """`work(account)` for each account; a platform that fails does not stop the others."""
+    run = AccountsRun({}, {})
+    for account in accounts:
+        key = account_key(account)
+        try:
+            run.results[key] = work(account)
+        except VoucherError as exc:
+            db.session.rollback()
+            run.errors[key] = f"{type(exc).__name__}: {exc.detail or exc.message}"
+    return run

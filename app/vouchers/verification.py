@@ -2,10 +2,11 @@
 
 Services never touch `request`: the acting operator (the desk) is an argument.
 
-Platform recognition (`preview`): a scanned Douyin short link / URL (it contains "douyin" or
-"encrypted_data=") is a Douyin certificate, prepared by its `encrypted_data`; otherwise the
-platform chosen on the screen; with none chosen ("auto") Meituan is asked first and Douyin
-when Meituan does not know the code (or the desk has no Meituan account).
+Platform recognition (`preview`): a scanned Douyin link (it contains "douyin", "encrypted_data="
+or "object_id=") is a Douyin certificate, prepared by the `encrypted_data` it carries or, for a
+short link that carries none, by the one its redirect leads to (the Douyin client follows it);
+otherwise the platform chosen on the screen; with none chosen ("auto") Meituan is asked first and
+Douyin when Meituan does not know the code (or the desk has no Meituan account).
 
 Exactly once (`confirm`):
 
@@ -39,7 +40,6 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -55,12 +55,14 @@ from app.gym.models import ClassSession, GymGrant
 from app.members import services as members
 from app.members.models import Member, Product
 from app.orgs.models import Organisation
+from app.providers.douyin import LINK_PARAMETERS, encrypted_data_in
 from app.providers.vouchers import (PLATFORMS, PlatformUnavailable, VoucherAlreadyUsed, VoucherError, VoucherNotFound,
                                     VoucherPreview, VoucherWrongCount)
 from app.vouchers.models import DealMapping, PlatformAccount, Voucher, VoucherVerification
 from app.vouchers.platforms import client_for
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_LINK_LENGTH = 2048
 SESSION_CHOICES = 30
 STALE_VERIFYING = timedelta(minutes=2)  # a 'verifying' older than this was interrupted
 
@@ -139,8 +141,9 @@ def platform_label(platform: str) -> str:
 @dataclass
 class Scanned:
     code: str | None  # a typed or scanned code
-    encrypted_data: str | None  # Douyin: from a scanned short link
+    encrypted_data: str | None  # Douyin: from a scanned link
     platforms: tuple[str, ...]  # to ask, in order
+    short_link: str | None = None  # Douyin: a scanned short link to follow for its encrypted_data
 
 
 def recognise(raw_code: str, platform: str | None = None) -> Scanned:
@@ -148,13 +151,14 @@ def recognise(raw_code: str, platform: str | None = None) -> Scanned:
     if not text:
         raise DeskError(_("Scan or type the voucher code."))
     lowered = text.lower()
-    if "douyin" in lowered or "encrypted_data=" in lowered:
-        query = parse_qs(urlparse(text).query) if "://" in text else parse_qs(text.split("?", 1)[-1])
-        values = query.get("encrypted_data") or []
-        if not values or not values[0].strip():
-            raise DeskError(_("This Douyin link carries no voucher. Open the voucher in Douyin and scan its QR "
-                              "code, or type its code."))
-        return Scanned(None, values[0].strip(), ("douyin",))
+    if "douyin" in lowered or any(f"{name}=" in lowered for name in LINK_PARAMETERS):
+        encrypted = encrypted_data_in(text)
+        if encrypted:
+            return Scanned(None, encrypted, ("douyin",))
+        if "://" in text and len(text) <= MAX_LINK_LENGTH:
+            return Scanned(None, None, ("douyin",), short_link=text)  # followed by the Douyin client
+        raise DeskError(_("This Douyin link carries no voucher. Open the voucher in Douyin and scan its QR "
+                          "code, or type its code."))
     code = re.sub(r"\s+", "", text)
     if len(code) > 64:
         raise DeskError(_("This is not a voucher code."))
@@ -187,8 +191,11 @@ def _ask(actor: Operator, scanned: Scanned, transport=None) -> tuple[VoucherPrev
             continue
         asked = True
         client = client_for(account, transport)
+        _commit_keeping_loaded()  # no database connection is held while the platform answers
         try:
-            if platform == "douyin":
+            if platform == "douyin" and scanned.short_link:
+                found = client.prepare(encrypted_data=client.resolve_short_link(scanned.short_link))
+            elif platform == "douyin":
                 found = (client.prepare(encrypted_data=scanned.encrypted_data) if scanned.encrypted_data
                          else client.prepare(code=scanned.code))
             else:
@@ -212,6 +219,19 @@ def _ask(actor: Operator, scanned: Scanned, transport=None) -> tuple[VoucherPrev
 def _visible(actor: Operator, org_id: int) -> bool:
     org = db.session.get(Organisation, org_id)
     return org is not None and org.path.startswith(actor.org.path)
+
+
+def _commit_keeping_loaded() -> None:
+    """End the transaction (handing its connection back to the pool) without expiring what this
+    request has loaded (the operator, the account, the mapping, the voucher just written): the
+    preview only reads them afterwards, and reloading each of them cost four queries per scan."""
+    session = db.session()
+    keep = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = keep
 
 
 def _upsert_voucher(actor: Operator, found: VoucherPreview, account: PlatformAccount, mapping: DealMapping | None
@@ -248,7 +268,7 @@ def _upsert_voucher(actor: Operator, found: VoucherPreview, account: PlatformAcc
         if mapping is not None:
             voucher.product_id = mapping.product_id
         try:
-            db.session.commit()
+            _commit_keeping_loaded()
             return voucher
         except IntegrityError:  # another desk inserted it at the same moment
             db.session.rollback()
@@ -426,6 +446,7 @@ def _platform_verify(actor: Operator, voucher: Voucher, verification: VoucherVer
     """Step (b). Returns (platform_verify_id, certificate_id) or raises VoucherError."""
     account = account_for(actor.org, voucher.platform)
     client = client_for(account, transport)
+    _commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
     try:
         if voucher.platform == "meituan":
             done = client.consume(voucher.code, verification.count, verification.request_id, account.store_ref,
@@ -445,6 +466,7 @@ def _douyin_lookup(actor: Operator, voucher: Voucher, verification: VoucherVerif
     """After an unknown Douyin outcome: (verify_id, certificate_id) of a verify record that is ours, or None."""
     account = account_for(actor.org, voucher.platform)
     client = client_for(account, transport)
+    _commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
     try:
         status = client.get(voucher.encrypted_code)
     finally:
@@ -465,6 +487,7 @@ def _compensate(actor: Operator, voucher: Voucher, verify_id: str, certificate_i
     """Undo a platform verification whose grant failed; None when done, else why it could not be."""
     account = account_for(actor.org, voucher.platform)
     client = client_for(account, transport)
+    _commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
     try:
         if voucher.platform == "meituan":
             client.reverse_consume(voucher.code, voucher.deal_id, account.store_ref, actor.username)

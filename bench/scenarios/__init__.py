@@ -16,8 +16,8 @@ A scenario module defines:
 
     def prepare(app, state, base_url) -> None   (optional)
                                    called once the server is up (before the cases), with its
-                                   base URL, e.g. to point a platform account at the sandbox
-                                   the same server serves.
+                                   base URL, e.g. to start a platform sandbox in a server of its
+                                   own and point a platform account at it.
 
     def measure(app, state, base_url, args, baseline, results) -> list[dict]   (optional)
                                    measurements the request-mix driver cannot express (flows of
@@ -28,6 +28,10 @@ A scenario module defines:
                                    without "requests" only carries notes. `baseline` is the
                                    /healthz result and `results` the driver's results of
                                    `cases(state)`, for goal checks against them.
+
+    def finish(app, state) -> None   (optional)
+                                   called after the cases (also when they failed), e.g. to stop
+                                   a server the scenario started in `prepare`.
 
     def explain(app, state) -> list[str]   (optional)
                                    lines to print after the figures, e.g. the query plans of the

@@ -1,11 +1,13 @@
-"""Front-desk voucher verification against the Meituan sandbox of the same server, 50 desks at once.
+"""Front-desk voucher verification against the Meituan sandbox, run as a platform of its own, 50 desks at once.
 
 Seeds (idempotent) a gym merchant BENCH-GYM with one store, a front-desk operator at the store,
 the store's Meituan account (sandbox credentials) and its deal mappings (sandbox deal 710001,
 "健身月卡", to the store's monthly card). Every run bulk-inserts fresh unused sandbox receipts
 for its cases (bought three days ago, so they stay out of the order sync's window). Once the
-server is up (`prepare`) the account is pointed at that server's own /sandbox/meituan, so each
-preview and confirm makes a real signed HTTP call to the sandbox through the same gunicorn.
+server is up (`prepare`) the sandbox is started in a gunicorn of its own (a real platform is
+another host: the desk's workers must not also serve the platform's side of each call), and
+the account is pointed at it, so each preview and confirm makes a real signed HTTP call to
+another server (on this same machine, so the two share its cores).
 
 Cases (all at `DESKS` concurrent clients, each request its own code):
 
@@ -16,12 +18,11 @@ Cases (all at `DESKS` concurrent clients, each request its own code):
   afterwards the database must hold exactly 1 verified verification, 1 gym grant and 1 sandbox
   consumption of the code (PASS/FAIL);
 - order sync: 100,000 sandbox receipts bought today; `app.vouchers.sync.sync_orders(account)`
-  runs in-process against the server's sandbox over HTTP (1,000 pages of 100), timed (goal 60 s),
+  runs in-process against the platform server over HTTP (1,000 pages of 100), timed (goal 60 s),
   with the time split between fetching the pages and writing the vouchers.
 
-The sandbox and the desk share the server: with sync workers a desk request holds its worker
-while it waits for the sandbox, so 50 desks need far more than 50 request slots. Run it with
-threads, e.g. `--clients 50 --worker-class gthread --threads 32` (4 workers x 32 = 128 slots).
+A desk request waits on the platform, so with sync workers 50 desks would hold every worker:
+run it with threads, e.g. `--clients 50 --worker-class gthread --threads 32`.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import httpx
 from bench.scenarios import Case
 
 NAME = "desk"
-DESCRIPTION = "front-desk voucher preview/confirm on the Meituan sandbox of the same server, 50 desks"
+DESCRIPTION = "front-desk voucher preview/confirm against the Meituan sandbox in its own server, 50 desks"
 
 DESKS = 50
 MERCHANT_CODE = "BENCH-GYM"
@@ -53,6 +54,8 @@ PREVIEW_GOAL = 1.5  # preview p99 <= 1.5 x /healthz p99
 DESK_PREFIX = "8"  # 12-digit codes: 8xxxxxxxxxxx for the desk, 9xxxxxxxxxxx for the order sync
 SYNC_PREFIX = "9"
 BATCH = 10_000
+PLATFORM_WORKERS = 2  # the platform sandbox's own gunicorn
+PLATFORM_THREADS = 8
 
 _VOUCHER_ID = re.compile(r'name="voucher_id" value="(\d+)"')
 _REQUEST_ID = re.compile(r'name="request_id" value="([0-9a-f]{32})"')
@@ -145,15 +148,38 @@ def setup(app) -> dict:
                 "confirm_codes": confirm_codes, "warmup_codes": warmup_codes, "one_code": codes[-1]}
 
 
+_platform: list = []  # the platform's gunicorn (started in prepare, stopped in finish)
+
+
 def prepare(app, state: dict, base_url: str) -> None:
-    """Point the store's Meituan account at this server's sandbox."""
+    """Start the platform (the Meituan sandbox) in a gunicorn of its own and point the store's
+    Meituan account at it: a real platform is another host, so the desk's workers must not also
+    be the ones serving the platform's side of each call."""
+    import os
+    import types
+    from datetime import datetime
+
     from app.extensions import db
     from app.vouchers.models import PlatformAccount
+    from bench.run import RESULTS, free_port, start_gunicorn
 
+    port = free_port()
+    server_args = types.SimpleNamespace(workers=PLATFORM_WORKERS, worker_class="gthread", threads=PLATFORM_THREADS)
+    log = RESULTS / f"gunicorn-platform-{datetime.now():%Y%m%d-%H%M%S}.log"
+    _platform.append(start_gunicorn(server_args, {**os.environ, "EMBEDDED_WORKERS": "false"}, port, log))
+    print(f"platform sandbox: {PLATFORM_WORKERS} gthread workers x {PLATFORM_THREADS} threads on "
+          f"http://127.0.0.1:{port}/sandbox/meituan", flush=True)
     with app.app_context():
         account = db.session.get(PlatformAccount, state["account_id"])
-        account.base_url = f"{base_url}/sandbox/meituan"
+        account.base_url = f"http://127.0.0.1:{port}/sandbox/meituan"
         db.session.commit()
+
+
+def finish(app, state: dict) -> None:
+    from bench.run import stop_server
+
+    while _platform:
+        stop_server(_platform.pop())
 
 
 def cases(state: dict) -> list[Case]:

@@ -15,8 +15,8 @@ from werkzeug.serving import make_server
 
 from app.core.timeutil import utcnow
 from app.extensions import db, get_redis
-from app.providers.douyin import (ASSUMED_CODES, CREDENTIALS_INVALID, DouyinClient, OutcomeUnknown,
-                                  VerifyTokenInvalid)
+from app.providers.douyin import (ASSUMED_CODES, CREDENTIALS_INVALID, MAX_LINK_HOPS, DouyinClient, OutcomeUnknown,
+                                  ShortLinkError, VerifyTokenInvalid)
 from app.providers.vouchers import (PlatformAuthError, PlatformUnavailable, VoucherAlreadyUsed,
                                     VoucherCancelNotAllowed, VoucherExpired, VoucherNotFound, VoucherNotValidHere,
                                     VoucherNotYetValid, VoucherRefunded)
@@ -518,3 +518,91 @@ def test_concurrent_time_card_uses_all_count(app, dy, client_, make_client):
     assert all(not isinstance(o, Exception) for o in outcomes), outcomes
     assert len({o.verify_id for o in outcomes}) == 4
     assert dy.reload(cert).times_used == 4
+
+
+# --- short links --------------------------------------------------------------------------------------
+
+def test_a_sandbox_short_link_is_followed_to_its_certificate(dy, client_):
+    cert = dy.buy("DYSKU1003")
+    link = f"{BASE}/s/{sandbox.short_link_slug(cert)}/"
+    assert "encrypted_data" not in link and cert.encrypted_code not in link
+    encrypted = client_.resolve_short_link(link)
+    assert encrypted == cert.encrypted_code
+    preview = client_.prepare(encrypted_data=encrypted)
+    assert (preview.code, preview.voucher_kind, preview.uses_left) == (cert.code, "multi_use", 20)
+
+
+def test_an_unknown_sandbox_short_link_leads_nowhere(dy, client_):
+    with pytest.raises(ShortLinkError):
+        client_.resolve_short_link(f"{BASE}/s/zzzzzzzz/")
+
+
+def recording(handler):
+    """A transport that answers with `handler` and records every URL asked for."""
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return handler(request)
+
+    return httpx.MockTransport(handle), seen
+
+
+def test_a_douyin_short_link_is_read_off_its_redirects_without_fetching_the_target(make_client):
+    def douyin(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "v.douyin.com":
+            return httpx.Response(302, headers={"Location": "https://www.douyin.com/hop/abc"})
+        if request.url.path == "/hop/abc":  # a second hop, relative Location
+            return httpx.Response(301, headers={"Location": "/life/voucher?object_id=CgYI-object&scene=1"})
+        return httpx.Response(500)
+
+    transport, seen = recording(douyin)
+    client = make_client("https://open.douyin.com", transport=transport)
+    assert client.resolve_short_link(" https://v.douyin.com/iAbCdEf/ ") == "CgYI-object"
+    assert seen == ["https://v.douyin.com/iAbCdEf/", "https://www.douyin.com/hop/abc"]
+
+
+def test_a_link_carrying_its_data_needs_no_request(make_client):
+    transport, seen = recording(lambda request: httpx.Response(500))
+    client = make_client("https://open.douyin.com", transport=transport)
+    assert client.resolve_short_link("https://v.douyin.com/x/?encrypted_data=CgYIabc") == "CgYIabc"
+    assert client.resolve_short_link("https://www.iesdouyin.com/share/?object_id=CgYIdef&u=1") == "CgYIdef"
+    assert seen == []
+
+
+@pytest.mark.parametrize("link", ["http://127.0.0.1:6379/douyin", "https://evil.example/v.douyin.com/x",
+                                  "http://v.douyin.com/abc/", "https://v.douyin.com.evil.example/abc",
+                                  "file:///etc/douyin", "ftp://v.douyin.com/abc"])
+def test_links_off_douyin_are_never_fetched(make_client, link):
+    transport, seen = recording(lambda request: httpx.Response(302, headers={"Location": "/?object_id=x"}))
+    client = make_client("https://open.douyin.com", transport=transport)
+    with pytest.raises(ShortLinkError):
+        client.resolve_short_link(link)
+    assert seen == []
+
+
+def test_a_redirect_off_douyin_or_no_redirect_or_a_loop_is_refused(make_client):
+    def off(request):
+        return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+
+    transport, seen = recording(off)
+    with pytest.raises(ShortLinkError):
+        make_client("https://open.douyin.com", transport=transport).resolve_short_link("https://v.douyin.com/a/")
+    assert seen == ["https://v.douyin.com/a/"]  # the address it pointed to was not asked
+
+    transport, _ = recording(lambda request: httpx.Response(200, text="<html>expired</html>"))
+    with pytest.raises(ShortLinkError):
+        make_client("https://open.douyin.com", transport=transport).resolve_short_link("https://v.douyin.com/b/")
+
+    transport, seen = recording(lambda request: httpx.Response(302, headers={"Location": str(request.url)}))
+    with pytest.raises(ShortLinkError):
+        make_client("https://open.douyin.com", transport=transport).resolve_short_link("https://v.douyin.com/c/")
+    assert len(seen) == MAX_LINK_HOPS + 1
+
+
+def test_a_short_link_host_that_fails_is_retried_then_unavailable(make_client, sleeps):
+    transport, seen = recording(lambda request: httpx.Response(503))
+    client = make_client("https://open.douyin.com", transport=transport, retries=2, backoff=0.1)
+    with pytest.raises(PlatformUnavailable):
+        client.resolve_short_link("https://v.douyin.com/d/")
+    assert len(seen) == 3 and sleeps.calls == [0.1, 0.2]

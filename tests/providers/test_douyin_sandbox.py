@@ -142,6 +142,14 @@ def test_a_person_buys_and_refunds_a_certificate_on_the_page(client):
     assert (cert.sku.sku_id, cert.times_count, cert.poi_id, cert.buyer_phone_masked) == ("DYSKU1003", 20, "POI-7",
                                                                                          "138****8000")
     assert cert.code in bought.get_data(as_text=True)
+    link = f"/sandbox/douyin/s/{sandbox.short_link_slug(cert)}/"
+    assert f"http://localhost{link}" in bought.get_data(as_text=True)  # the short link its QR code holds
+    landed = client.get(link)
+    assert landed.status_code == 302
+    assert landed.headers["Location"].endswith(f"/sandbox/douyin/voucher/?object_id={cert.encrypted_code}"
+                                               "&scene=certificate")
+    assert client.get(landed.headers["Location"]).get_json()["data"]["certificate"]["code"] == cert.code
+    assert client.get("/sandbox/douyin/s/not-a-slug!/").status_code == 404
 
     refunded = client.post(f"/sandbox/douyin/certificates/{cert.certificate_id}/refund",
                            data={"csrf_token": csrf_from(bought)}, follow_redirects=True)

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from app.core.timeutil import business_today, utcnow
 from app.extensions import db
-from app.providers.meituan import MeituanClient
+from app.providers.meituan import MeituanClient, ReceiptRecord
 from app.providers.vouchers import (
     PlatformAuthError,
     PlatformProtocolError,
@@ -445,6 +445,71 @@ def test_query_by_date_lists_bought_and_verified_codes(mt, deals):
     earlier = mt.query_by_date(today - timedelta(days=1), kind="order")
     assert [r.code for r in earlier] == [yesterday.code]
     assert mt.query_by_date(today - timedelta(days=1), kind="consumed") == []
+
+
+def test_the_by_date_lists_are_the_calling_stores_own(app, deals):
+    today = business_today()
+    mine = buy_receipt(deals[710001], store_token="store-A")
+    theirs = buy_receipt(deals[710001], store_token="store-B")
+    anywhere = buy_receipt(deals[710001])  # a code of no one store: every store may verify it
+    with make_client(app, token="store-A") as a, make_client(app, token="store-B") as b:
+        assert sorted(r.code for r in a.query_by_date(today, kind="order")) == sorted([mine.code, anywhere.code])
+        assert sorted(r.code for r in b.query_by_date(today, kind="order")) == sorted([theirs.code, anywhere.code])
+        a.consume(mine.code, 1, "req-a1", "desk-a", "前台A")
+        a.consume(anywhere.code, 1, "req-a2", "desk-a", "前台A")
+        b.consume(theirs.code, 1, "req-b1", "desk-b", "前台B")
+        assert [r.code for r in a.query_by_date(today, kind="consumed")] == [mine.code, anywhere.code]
+        assert [r.code for r in b.query_by_date(today, kind="consumed")] == [theirs.code]
+    with make_client(app, token="store-C") as c:
+        assert [r.code for r in c.query_by_date(today, kind="order")] == [anywhere.code]
+        assert c.query_by_date(today, kind="consumed") == []
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_query_by_date_pages_in_order_sequentially_or_in_parallel(app, deals, parallel):
+    bought = [buy_receipt(deals[710001]).code for _ in range(11)]
+    with make_client(app) as client:
+        calls = call_count()
+        found = client.query_by_date(business_today(), kind="order", page_size=2, parallel=parallel)
+        assert [r.code for r in found] == bought  # every code once, in the platform's order
+        assert call_count() - calls == 6  # pages of 2: 0, 2, 4, 6, 8, 10
+
+
+def test_pages_read_out_of_order_give_the_same_list(app, deals):
+    """Keyset pages (after a page already served) and OFFSET pages (a page asked first) agree."""
+    bought = [buy_receipt(deals[710001]).code for _ in range(7)]
+    today = business_today()
+    with make_client(app) as client:
+        total, first = client._list_page(today, "order", 0, 2)
+        assert total == 7 and [r.code for r in first] == bought[:2]
+        for offset in (4, 2, 6, 4):  # 4 before 2: OFFSET; 2 then 4 again: keyset
+            assert [r.code for r in client._list_page(today, "order", offset, 2)[1]] == bought[offset:offset + 2]
+
+
+def test_a_listing_is_a_snapshot_and_the_next_one_sees_new_orders(app, deals):
+    today = business_today()
+    bought = [buy_receipt(deals[710001]).code for _ in range(3)]
+    with make_client(app) as client:
+        total, first = client._list_page(today, "order", 0, 2)
+        late = buy_receipt(deals[710001]).code  # bought while the list is being read
+        total_then, rest = client._list_page(today, "order", 2, 2)
+        assert (total, total_then) == (3, 3) and [r.code for r in first + rest] == bought
+        assert [r.code for r in client.query_by_date(today, kind="order")] == bought + [late]
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_list_that_grows_while_it_is_read_is_read_to_the_end(app, monkeypatch, parallel):
+    codes = [f"10000000000{n}" for n in range(5)]
+
+    def page(day, kind, offset, limit):  # a platform whose total grows: two orders arrive after page one
+        rows = [ReceiptRecord(code, "710001", None, "月卡", 19900, 29900, None, "unused", 1, 1, None, None, None,
+                              None, None) for code in codes[offset:offset + limit]]
+        return (3 if offset == 0 else 5), rows
+
+    with make_client(app) as client:
+        monkeypatch.setattr(client, "_list_page", page)
+        found = client.query_by_date(business_today(), kind="order", page_size=2, parallel=parallel)
+    assert [r.code for r in found] == codes
 
 
 # ---- concurrency -------------------------------------------------------------------------------

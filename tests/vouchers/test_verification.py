@@ -16,6 +16,7 @@ from app.extensions import db
 from app.gym import services as gym_services
 from app.gym.models import ClassBooking, GymGrant, LessonBalance, MembershipCard
 from app.members.services import find_member_by_phone
+from app.providers.douyin import ShortLinkError
 from app.providers.vouchers import VoucherCancelNotAllowed, VoucherExpired, VoucherNotFound, VoucherRefunded
 from app.sandbox import douyin as dy_sandbox
 from app.sandbox import meituan as mt_sandbox
@@ -45,8 +46,13 @@ def test_recognise_douyin_links_chosen_platform_and_auto_order():
     assert desk.recognise(" 1234 5678 ", "douyin").platforms == ("douyin",)
     assert desk.recognise("12345678").platforms == ("meituan", "douyin")
     assert desk.recognise("12345678").code == "12345678"
+    scanned = desk.recognise("https://www.iesdouyin.com/share/?object_id=CgYIobj")
+    assert (scanned.encrypted_data, scanned.short_link, scanned.platforms) == ("CgYIobj", None, ("douyin",))
+    scanned = desk.recognise(" https://v.douyin.com/abc/ ", "meituan")  # a short link is Douyin's, whatever is chosen
+    assert (scanned.code, scanned.encrypted_data, scanned.short_link, scanned.platforms) == (
+        None, None, "https://v.douyin.com/abc/", ("douyin",))
     with pytest.raises(desk.DeskError):
-        desk.recognise("https://v.douyin.com/abc/")
+        desk.recognise("douyin 12345")  # says Douyin, but is neither a link nor carries a voucher
     with pytest.raises(desk.DeskError):
         desk.recognise("   ")
 
@@ -93,6 +99,18 @@ def test_preview_douyin_by_scanned_link(desk_env):
     cert = desk_env.dy_buy("DYSKU1001")
     found = desk.preview(desk_env.clerk, f"https://v.douyin.com/x/?encrypted_data={cert.encrypted_code}")
     assert found.platform == "douyin" and found.voucher.code == cert.code
+
+
+def test_preview_douyin_by_scanned_short_link_that_carries_no_data(desk_env):
+    cert = desk_env.dy_buy("DYSKU1001")
+    link = f"{desk_env.base}/sandbox/douyin/s/{dy_sandbox.short_link_slug(cert)}/"
+    found = desk.preview(desk_env.clerk, link)
+    assert found.platform == "douyin" and found.voucher.code == cert.code
+    assert found.voucher.encrypted_code == cert.encrypted_code
+    with pytest.raises(ShortLinkError):
+        desk.preview(desk_env.clerk, f"{desk_env.base}/sandbox/douyin/s/zzzzzzzz/")
+    with pytest.raises(ShortLinkError):  # not Douyin's address, nor the account's: never fetched
+        desk.preview(desk_env.clerk, "http://127.0.0.1:9/douyin/s/abc/")
 
 
 def test_preview_refusals(desk_env):
