@@ -33,18 +33,23 @@ def register_extensions(app: Flask) -> None:
 def register_models() -> None:
     """Import every model module so the metadata (and Alembic) knows all tables."""
     import app.activities.models  # noqa: F401
+    import app.activities.fulfilment  # noqa: F401  (registers the activities.fulfil_prize outbox handler)
+    import app.activities.prize_models  # noqa: F401
     import app.auth.models  # noqa: F401
     import app.core.audit  # noqa: F401
     import app.core.idempotency  # noqa: F401
     import app.core.jobruns  # noqa: F401
     import app.core.outbox  # noqa: F401
     import app.core.webhooks  # noqa: F401  (registers the generic HTTP outbox handler)
+    import app.coupons.issuance  # noqa: F401  (registers the coupons.issue and coupons.notify_bank outbox handlers)
     import app.coupons.models  # noqa: F401
     import app.gym.models  # noqa: F401
     import app.members.models  # noqa: F401
     import app.orgs.models  # noqa: F401
     import app.sandbox.douyin_models  # noqa: F401
     import app.sandbox.meituan_models  # noqa: F401
+    import app.sandbox.yunshuhui_models  # noqa: F401
+    import app.sandbox.wechatpay_models  # noqa: F401
     import app.vouchers.models  # noqa: F401
 
 
@@ -60,6 +65,33 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp, vouchers_bp, desk_bp, voucher_records_bp):
         app.register_blueprint(blueprint)
+    from app.activities.routes import bp as activities_bp
+    from app.coupons.activity_routes import bp as coupon_activities_bp
+
+    app.register_blueprint(activities_bp)
+    app.register_blueprint(coupon_activities_bp)
+    from app.coupons.masterdata_routes import bp as masterdata_bp
+    from app.coupons.settings_routes import bp as coupon_settings_bp
+
+    app.register_blueprint(masterdata_bp)
+    app.register_blueprint(coupon_settings_bp)
+    from app.coupons.monitor_routes import bp as coupon_monitor_bp
+    from app.coupons.reconciliation_routes import bp as coupon_reconciliation_bp
+    from app.coupons.report_routes import bp as coupon_reports_bp
+
+    app.register_blueprint(coupon_reports_bp)
+    app.register_blueprint(coupon_monitor_bp)
+    app.register_blueprint(coupon_reconciliation_bp)
+    from app.coupons.api import bp as coupon_api_bp
+    from app.coupons.callbacks import bp as coupon_callbacks_bp
+
+    app.register_blueprint(coupon_api_bp)
+    app.register_blueprint(coupon_callbacks_bp)
+    from app.activities.draw_api import bp as draw_api_bp
+    from app.activities.prize_routes import bp as prizes_bp
+
+    app.register_blueprint(draw_api_bp)
+    app.register_blueprint(prizes_bp)
     if app.config["SANDBOXES_ENABLED"]:
         from app.sandbox import blueprints as sandbox_blueprints
 
@@ -191,9 +223,11 @@ def register_jinja(app: Flask) -> None:
 def register_cli(app: Flask) -> None:
     from app.core.cli import audit_cli
     from app.demo import demo_cli
+    from app.vouchers.cli import vouchers_cli
 
     app.cli.add_command(audit_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(vouchers_cli)
 
 
 def register_proxy_fix(app: Flask) -> None:

@@ -28,6 +28,28 @@ MENU: list[tuple[str, list[NavLink]]] = [
         NavLink("voucher_records.reconciliation", _l("Reconciliation"), "arrow-left-right", "vouchers.view"),
         NavLink("vouchers.platform_settings", _l("Voucher platforms"), "plug", "vouchers.configure"),
     ]),
+    (_l("Coupons"), [
+        NavLink("activities.list_activities", _l("Theme activities"), "flag", "activities.view"),
+        NavLink("coupon_activities.list_activities", _l("Coupon activities"), "ticket", "coupons.view"),
+        NavLink("coupon_monitor.overview", _l("Issuance monitor"), "activity", "coupons.view"),
+        NavLink("coupon_reconciliation.differences", _l("Coupon reconciliation"), "arrow-left-right", "coupons.view"),
+        NavLink("coupon_settings.list_tunnels", _l("Coupon tunnels"), "plug", "coupons.configure"),
+        NavLink("coupon_settings.list_api_clients", _l("Bank API clients"), "key", "coupons.configure"),
+    ]),
+    (_l("Data centre"), [
+        NavLink("coupon_reports.issue_details", _l("Issue details"), "list-ul", "coupons.view"),
+        NavLink("coupon_reports.redemption_details", _l("Redemption details"), "receipt", "coupons.view"),
+        NavLink("coupon_reports.daily_issue_summary", _l("Daily issue summary"), "calendar3", "coupons.view"),
+        NavLink("coupon_reports.monthly_issue_summary", _l("Monthly issue summary"), "calendar3-range", "coupons.view"),
+        NavLink("coupon_reports.daily_redemption_summary", _l("Daily redemption summary"), "bar-chart", "coupons.view"),
+        NavLink("coupon_reports.monthly_redemption_summary", _l("Monthly redemption summary"), "graph-up",
+                "coupons.view"),
+    ]),
+    (_l("Master data"), [
+        NavLink("masterdata.list_institutions", _l("Institutions"), "building", "masterdata.manage"),
+        NavLink("masterdata.list_banks", _l("Banks"), "bank", "masterdata.manage"),
+        NavLink("masterdata.list_positions", _l("Position numbers"), "123", "masterdata.manage"),
+    ]),
     (_l("Organisation"), [
         NavLink("orgs.list_orgs", _l("Organisations"), "diagram-3", "orgs.view"),
         NavLink("orgs.list_operators", _l("Operators"), "person-badge", "operators.view"),

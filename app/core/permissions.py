@@ -38,11 +38,13 @@ PERMISSIONS: dict[str, str] = {
     "coupons.terminate": _l("Terminate coupon activities (cannot be undone)"),
     "coupons.configure": _l("Configure coupon tunnels and banks' API clients"),
     "masterdata.manage": _l("Manage institutions, banks and position numbers"),
+    "activities.view": _l("View theme activities"),
+    "activities.manage": _l("Create, edit, pause and enable theme activities; manage their institutions and banks"),
     "platform.manage": _l("Manage the whole platform (partner platforms, sandboxes, all organisations)"),
 }
 
 _VIEW_ONLY = {"dashboard.view", "orgs.view", "operators.view", "members.view", "products.view", "vouchers.view",
-              "coupons.view"}
+              "coupons.view", "activities.view"}
 
 ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "platform_admin": (_l("Platform admin"), frozenset(PERMISSIONS)),
@@ -51,7 +53,8 @@ ROLES: dict[str, tuple[str, frozenset[str]]] = {
     "operator": (
         _l("Operator"),
         frozenset(_VIEW_ONLY | {"members.manage", "members.export", "products.manage", "system.jobs",
-                                "vouchers.sync", "vouchers.undo", "coupons.manage"}),
+                                "vouchers.sync", "vouchers.undo", "coupons.manage",
+                                "activities.manage"}),
     ),
     "approver": (_l("Approver"), frozenset(_VIEW_ONLY | {"approvals.decide", "audit.view"})),
     "front_desk": (_l("Front desk"), frozenset({"dashboard.view", "members.view", "frontdesk.verify", "vouchers.view"})),

@@ -9,5 +9,7 @@ def blueprints() -> list[Blueprint]:
     """The sandbox blueprints, registered only when SANDBOXES_ENABLED."""
     from app.sandbox.douyin import bp as douyin
     from app.sandbox.meituan import bp as meituan
+    from app.sandbox.wechatpay import bp as wechatpay
+    from app.sandbox.yunshuhui import bp as yunshuhui
 
-    return [meituan, douyin]
+    return [meituan, douyin, wechatpay, yunshuhui]
