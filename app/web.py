@@ -54,7 +54,18 @@ def register_models() -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from app.activities.draw_api import bp as draw_api_bp
+    from app.activities.prize_routes import bp as prizes_bp
+    from app.activities.routes import bp as activities_bp
     from app.auth.routes import bp as auth_bp
+    from app.coupons.activity_routes import bp as coupon_activities_bp
+    from app.coupons.api import bp as coupon_api_bp
+    from app.coupons.callbacks import bp as coupon_callbacks_bp
+    from app.coupons.masterdata_routes import bp as masterdata_bp
+    from app.coupons.monitor_routes import bp as coupon_monitor_bp
+    from app.coupons.reconciliation_routes import bp as coupon_reconciliation_bp
+    from app.coupons.report_routes import bp as coupon_reports_bp
+    from app.coupons.settings_routes import bp as coupon_settings_bp
     from app.dashboard.routes import bp as dashboard_bp
     from app.members.routes import bp as members_bp
     from app.orgs.routes import bp as orgs_bp
@@ -63,35 +74,14 @@ def register_blueprints(app: Flask) -> None:
     from app.vouchers.records import bp as voucher_records_bp
     from app.vouchers.routes import bp as vouchers_bp
 
-    for blueprint in (auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp, vouchers_bp, desk_bp, voucher_records_bp):
+    for blueprint in (
+        auth_bp, dashboard_bp, orgs_bp, members_bp, system_bp,
+        vouchers_bp, desk_bp, voucher_records_bp,  # front-desk vouchers
+        masterdata_bp, coupon_settings_bp, coupon_activities_bp, coupon_reports_bp, coupon_monitor_bp,
+        coupon_reconciliation_bp, coupon_api_bp, coupon_callbacks_bp,  # coupons through 云数汇
+        activities_bp, prizes_bp, draw_api_bp,  # theme activities
+    ):
         app.register_blueprint(blueprint)
-    from app.activities.routes import bp as activities_bp
-    from app.coupons.activity_routes import bp as coupon_activities_bp
-
-    app.register_blueprint(activities_bp)
-    app.register_blueprint(coupon_activities_bp)
-    from app.coupons.masterdata_routes import bp as masterdata_bp
-    from app.coupons.settings_routes import bp as coupon_settings_bp
-
-    app.register_blueprint(masterdata_bp)
-    app.register_blueprint(coupon_settings_bp)
-    from app.coupons.monitor_routes import bp as coupon_monitor_bp
-    from app.coupons.reconciliation_routes import bp as coupon_reconciliation_bp
-    from app.coupons.report_routes import bp as coupon_reports_bp
-
-    app.register_blueprint(coupon_reports_bp)
-    app.register_blueprint(coupon_monitor_bp)
-    app.register_blueprint(coupon_reconciliation_bp)
-    from app.coupons.api import bp as coupon_api_bp
-    from app.coupons.callbacks import bp as coupon_callbacks_bp
-
-    app.register_blueprint(coupon_api_bp)
-    app.register_blueprint(coupon_callbacks_bp)
-    from app.activities.draw_api import bp as draw_api_bp
-    from app.activities.prize_routes import bp as prizes_bp
-
-    app.register_blueprint(draw_api_bp)
-    app.register_blueprint(prizes_bp)
     if app.config["SANDBOXES_ENABLED"]:
         from app.sandbox import blueprints as sandbox_blueprints
 
