@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, abort, flash, make_response, redirect, request, send_file, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
 from sqlalchemy import select
@@ -18,7 +19,8 @@ from app.activities.forms import (LINK_OUTCOME_LABELS, STATUS_COLOURS, STATUS_LA
                                   ThemeActivityEditForm, ThemeActivityForm)
 from app.activities.models import ThemeActivity
 from app.auth.forms import EmptyForm
-from app.core.exports import Column, export_response, rows_for_export
+from app.core.activity_window import default_window
+from app.core.exports import EXPORT_ROW_LIMIT, Column, export_response, refuse_oversized_export, rows_for_export
 from app.core.htmx import done, htmx_targets, render_page, toast, trigger
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.permissions import permission_required
@@ -33,6 +35,8 @@ VIEW, MANAGE = "activities.view", "activities.manage"
 CHANGED_EVENT = "theme-activities-changed"
 EXPORT_NAME = "主题活动列表"  # the file name §3.1 asks for: 主题活动列表_YYYYMMDD_HHMMSS.xlsx
 TABS = ("details", "batches", "institutions", "banks", "entry")
+TOO_MANY_THEMES = _l("%(total)s theme activities match, more than the %(limit)s an export may hold. Narrow the "
+                     "filters and export again.")
 
 
 def _labels(**context):
@@ -114,11 +118,10 @@ def export_activities():
     now = utcnow()
     params = _list_params()
     stmt = _matching(params, now)
-    total = services.count(stmt)
-    if total > services.EXPORT_MAX_ROWS:
-        flash(_("%(total)s theme activities match, more than the %(limit)s an export may hold. Narrow the filters "
-                "and export again.", total=f"{total:,}", limit=f"{services.EXPORT_MAX_ROWS:,}"), "warning")
-        return redirect(url_for("activities.list_activities", **params.args(page=None)))
+    refused = refuse_oversized_export(services.count(stmt), EXPORT_ROW_LIMIT,
+                                      url_for("activities.list_activities", **params.args(page=None)), TOO_MANY_THEMES)
+    if refused:
+        return refused
     rows = list(rows_for_export(stmt))
     services.record_export(params.filters, len(rows))
     return export_response(EXPORT_NAME, "xlsx", _export_columns(services.row_names(rows), now), rows)
@@ -218,7 +221,7 @@ def _own_bank_id() -> int | None:
 def create_activity():
     form = ThemeActivityForm()
     if not form.is_submitted():
-        form.start_at.data, form.end_at.data = services.default_window()
+        form.start_at.data, form.end_at.data = default_window()
         form.partner_bank_id.data = _own_bank_id()
         return _form_page(form)
     details = _posted(form)

@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 NAME_MAX = 100
 RULES_MAX = 1000
 LIMIT_MAX = 999
-EXPORT_MAX_ROWS = 10_000
 STATUSES = ("active", "paused", "expired")
 LIST_FILTERS = ("theme_no", "name", "position_no", "institution_id", "partner_bank_id", "wheel", "status", "from", "to")
 # Issues that are, or may still become, coupons in a customer's hands.

@@ -1,4 +1,5 @@
-"""CSV and XLSX exports of list pages, streamed, with personal data masked by the caller's columns."""
+"""CSV and XLSX exports of list pages, streamed, with personal data masked by the caller's columns,
+and the refusal of an export that would hold more rows than allowed."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 
-from flask import Response, stream_with_context
+from flask import Response, flash, redirect, stream_with_context
+from flask_babel import LazyString
+from flask_babel import lazy_gettext as _l
 from openpyxl import Workbook
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
@@ -16,6 +19,9 @@ from app.core.timeutil import BUSINESS_TZ, utcnow
 from app.extensions import db
 
 FORMATS = ("csv", "xlsx")
+EXPORT_ROW_LIMIT = 10_000  # §3: one export of the coupon and activity screens holds at most 10,000 rows
+TOO_MANY_ROWS = _l("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters and "
+                   "export again.")
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,13 @@ def export_response(base_name: str, fmt: str, columns: list[Column], rows: Itera
         return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})
     return Response(stream_with_context(_csv_chunks(columns, rows)), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": disposition})
+
+
+def refuse_oversized_export(total: int, limit: int, back: str, wording: LazyString = TOO_MANY_ROWS) -> Response | None:
+    """None when `total` matching rows fit in one export of at most `limit` rows. Else the operator
+    is sent back to `back` (the list or report with its filters kept) with a warning that says how
+    many rows match and asks to narrow the filters: `wording`, a text with %(total)s and %(limit)s."""
+    if total <= limit:
+        return None
+    flash(str(wording) % {"total": f"{total:,}", "limit": f"{limit:,}"}, "warning")
+    return redirect(back)

@@ -1,13 +1,15 @@
 """Column mixins shared by the domain models."""
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer
+from sqlalchemy import DateTime, ForeignKey, Integer, Text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from app.core import crypto
 from app.core.timeutil import utcnow
 
 
@@ -24,6 +26,21 @@ class TenantOwned:
     @declared_attr
     def org_id(cls) -> Mapped[int]:  # noqa: N805
         return mapped_column(Integer, ForeignKey("organisations.id"), index=True, nullable=False)
+
+
+class EncryptedSecrets:
+    """A row that keeps credentials (private keys, API keys, tokens) as one JSON object, encrypted
+    at rest in `secrets_enc` (`app.core.crypto`); `secrets` reads and replaces them as a dict."""
+
+    secrets_enc: Mapped[str] = mapped_column(Text, nullable=False)
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return json.loads(crypto.decrypt(self.secrets_enc) or "{}")
+
+    @secrets.setter
+    def secrets(self, values: dict[str, str]) -> None:
+        self.secrets_enc = crypto.encrypt(json.dumps(values, sort_keys=True))
 
 
 _CODE_ALPHABET = string.digits + string.ascii_uppercase

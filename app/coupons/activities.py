@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable
 
 from flask_babel import gettext as _
@@ -36,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.activities.models import ThemeActivity
 from app.core import audit
+from app.core.activity_window import window_problems
 from app.core.money import format_fen
 from app.core.tenancy import scoped
 from app.core.timeutil import format_local, utcnow
@@ -56,7 +57,6 @@ DISCOUNT_MIN_BP, DISCOUNT_MAX_BP = 100, 9_900  # 1折 – 9.9折
 VALID_DAYS_MAX = 3650
 ISSUE_TOTAL_MAX = 100_000_000
 MAX_COUPON_ACTIVITIES_PER_THEME = 10
-EXPORT_MAX_ROWS = 10_000
 CODE_KEY_MAX = 26  # prefix (≤3) + key + "_" + 10 digits fits the 40-character code column
 
 BATCH_NO = re.compile(r"\d{9}")
@@ -314,20 +314,11 @@ def _check_amounts(c: _Checked) -> None:
 
 def _check_window(c: _Checked, activity: CouponActivity | None, now: datetime) -> None:
     d = c.details
-    earliest = now.replace(second=0, microsecond=0)
-    start_changed = activity is None or d.start_at != activity.start_at
-    if d.start_at is None:
-        c.fail("start_at", _("Enter the start time."))
-    elif start_changed and activity is not None and activity.start_at <= now:
-        c.fail("start_at", _("The activity has started: its start time can no longer change."))
-    elif start_changed and d.start_at < earliest:
-        c.fail("start_at", _("The start time may not be in the past."))
-    if d.end_at is None:
-        return c.fail("end_at", _("Enter the end time."))
-    if d.start_at is not None and d.end_at <= d.start_at:
-        return c.fail("end_at", _("The end time must be after the start time."))
-    if activity is not None and d.end_at != activity.end_at and d.end_at <= now:
-        return c.fail("end_at", _("The end time may not be in the past."))
+    problems = window_problems(d.start_at, d.end_at, now, (activity.start_at, activity.end_at) if activity else None)
+    for name, message in problems.items():
+        c.fail(name, message)
+    if "end_at" in problems:
+        return
     theme = c.theme
     if theme is not None and d.start_at is not None and (d.start_at < theme.start_at or d.end_at > theme.end_at):
         c.fail("end_at" if d.start_at >= theme.start_at else "start_at",
@@ -734,10 +725,3 @@ def history(activity: CouponActivity, limit: int = 50) -> list[audit.AuditEvent]
 
 def theme_of(activity: CouponActivity) -> ThemeActivity | None:
     return db.session.get(ThemeActivity, activity.theme_activity_id) if activity.theme_activity_id else None
-
-
-def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
-    """A new activity's suggested time: from the next full hour, for 30 days."""
-    now = now or utcnow()
-    start = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return start, start + timedelta(days=30)

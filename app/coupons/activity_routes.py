@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
 from werkzeug.exceptions import HTTPException
 
 from app.auth.forms import EmptyForm
-from app.core.exports import Column, export_response, rows_for_export
+from app.core.activity_window import default_window
+from app.core.exports import EXPORT_ROW_LIMIT, Column, export_response, refuse_oversized_export, rows_for_export
 from app.core.htmx import done, render_page, toast, trigger
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.money import fen_to_yuan
@@ -29,6 +31,8 @@ bp = Blueprint("coupon_activities", __name__, url_prefix="/coupons/activities")
 CHANGED_EVENT = "coupon-activities-changed"
 # The export's file name is fixed by the requirements (活动优惠券列表_YYYYMMDD_HHMMSS.xlsx), in any language.
 EXPORT_NAME = "活动优惠券列表"
+TOO_MANY_ACTIVITIES = _l("%(total)s coupon activities match, more than the %(limit)s an export may hold. Narrow "
+                         "the filters and export again.")
 
 
 def _labels(**context):
@@ -130,11 +134,11 @@ def export_activities():
     now = utcnow()
     params = _list_params()
     stmt = _matching(params, now)
-    total = services.count(stmt)
-    if total > services.EXPORT_MAX_ROWS:
-        flash(_("%(total)s coupon activities match, more than the %(limit)s an export may hold. Narrow the filters "
-                "and export again.", total=f"{total:,}", limit=f"{services.EXPORT_MAX_ROWS:,}"), "warning")
-        return redirect(url_for("coupon_activities.list_activities", **params.args(page=None)))
+    refused = refuse_oversized_export(services.count(stmt), EXPORT_ROW_LIMIT,
+                                      url_for("coupon_activities.list_activities", **params.args(page=None)),
+                                      TOO_MANY_ACTIVITIES)
+    if refused:
+        return refused
     rows = list(rows_for_export(stmt))
     services.record_export(params.filters, len(rows))
     return export_response(EXPORT_NAME, "xlsx", _export_columns(_row_names(rows), now), rows)
@@ -288,7 +292,7 @@ def create_activity():
     form = CouponActivityForm()
     fill_choices(form, services.bank_choices(current_user))
     if not form.is_submitted():
-        form.start_at.data, form.end_at.data = services.default_window()
+        form.start_at.data, form.end_at.data = default_window()
         if current_user.org.kind == "bank":
             form.org_id.data = current_user.org_id
         return _form_page(form)

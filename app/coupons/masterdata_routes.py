@@ -20,7 +20,8 @@ from jinja2_fragments.flask import render_block
 from sqlalchemy import Select, func, select
 
 from app.auth.forms import EmptyForm
-from app.core.exports import FORMATS, Column, export_response, rows_for_export
+from app.core.exports import (EXPORT_ROW_LIMIT, FORMATS, Column, export_response, refuse_oversized_export,
+                              rows_for_export)
 from app.core.htmx import done, render_page, toast, trigger
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.permissions import permission_required
@@ -37,8 +38,6 @@ bp = Blueprint("masterdata", __name__, url_prefix="/masterdata")
 
 MANAGE = "masterdata.manage"
 PICKER_PERMISSIONS = ("coupons.view", "coupons.manage", "activities.view", "activities.manage", MANAGE)
-# §3: an export holds at most 10,000 rows (less if the deployment sets a lower EXPORT_MAX_ROWS).
-EXPORT_LIMIT = 10_000
 _PICKER_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
@@ -68,7 +67,8 @@ def _attach(form, exc: masterdata.MasterDataError) -> None:
 
 
 def _export_limit() -> int:
-    return min(EXPORT_LIMIT, current_app.config["EXPORT_MAX_ROWS"])
+    """§3: an export holds at most 10,000 rows (less if the deployment sets a lower EXPORT_MAX_ROWS)."""
+    return min(EXPORT_ROW_LIMIT, current_app.config["EXPORT_MAX_ROWS"])
 
 
 def _export_format() -> str:
@@ -86,10 +86,9 @@ def _export(model: type, stmt: Select, params: ListParams, list_endpoint: str, n
     """The export of a list page with its current filters: refused above the limit, else audited and sent."""
     fmt = _export_format()
     total = _count(stmt)
-    if total > _export_limit():
-        flash(_("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters and export again.",
-                total=total, limit=_export_limit()), "warning")
-        return redirect(url_for(list_endpoint, **params.args(page=None)))
+    refused = refuse_oversized_export(total, _export_limit(), url_for(list_endpoint, **params.args(page=None)))
+    if refused:
+        return refused
     masterdata.record_export(model, fmt, {"q": params.q, **params.filters} if params.q else params.filters, total)
     return export_response(name, fmt, columns, rows_for_export(stmt))
 

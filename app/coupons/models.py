@@ -7,15 +7,14 @@ names the organisation its operators sign in to (`org_id`).
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text,
                         UniqueConstraint)
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from app.core import crypto
-from app.core.models import TenantOwned, Timestamped
+from app.core.models import EncryptedSecrets, TenantOwned, Timestamped
 from app.core.timeutil import as_utc, utcnow
 from app.extensions import db
 
@@ -31,14 +30,16 @@ ISSUE_STATUSES = ("queued", "processing", "succeeded", "failed")
 REDEMPTION_STATUSES = ("used", "expired")
 
 
-class Institution(Timestamped, db.Model):
-    """An enrolling institution (报名机构), identified by an 8-digit code."""
+class MasterDataParty(Timestamped):
+    """What the master data keeps alike for an enrolling institution and a partner bank: an
+    8-digit code, a name, its kind (INSTITUTION_KINDS), a contact and a status (MASTER_STATUSES).
+    The master-data screens treat the two alike."""
 
-    __tablename__ = "institutions"
-    __table_args__ = (
-        CheckConstraint("status IN ('normal','disabled')", name="status"),
-        CheckConstraint("kind IN ('state_owned','joint_stock','commercial','local')", name="kind"),
-    )
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:  # noqa: N805
+        # A function, so that each of the two tables gets constraints of its own.
+        return (CheckConstraint("status IN ('normal','disabled')", name="status"),
+                CheckConstraint("kind IN ('state_owned','joint_stock','commercial','local')", name="kind"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(8), unique=True, nullable=False)
@@ -49,25 +50,20 @@ class Institution(Timestamped, db.Model):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="normal")
 
 
-class PartnerBank(Timestamped, db.Model):
+class Institution(MasterDataParty, db.Model):
+    """An enrolling institution (报名机构), identified by an 8-digit code."""
+
+    __tablename__ = "institutions"
+
+
+class PartnerBank(MasterDataParty, db.Model):
     """A bank in the master data (8-digit code, standard code such as ICBC), tied to the
     organisation whose operators work for it."""
 
     __tablename__ = "partner_banks"
-    __table_args__ = (
-        CheckConstraint("status IN ('normal','disabled')", name="status"),
-        CheckConstraint("kind IN ('state_owned','joint_stock','commercial','local')", name="kind"),
-    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(8), unique=True, nullable=False)
-    name: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False)
     standard_code: Mapped[str | None] = mapped_column(String(20))
     org_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), unique=True, nullable=False)
-    contact_name: Mapped[str | None] = mapped_column(String(50))
-    contact_phone: Mapped[str | None] = mapped_column(String(30))
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="normal")
 
 
 class PositionNumber(Timestamped, db.Model):
@@ -82,7 +78,7 @@ class PositionNumber(Timestamped, db.Model):
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="available")
 
 
-class TunnelAccount(TenantOwned, Timestamped, db.Model):
+class TunnelAccount(EncryptedSecrets, TenantOwned, Timestamped, db.Model):
     """How one bank reaches one coupon tunnel: 云数汇 (Lakala appid, our certificate serial, the
     云数汇 member id, the platform and notification certificates) or WeChat Pay direct (mchid,
     appid, serial). Private keys and API keys live encrypted in `secrets_enc`."""
@@ -105,16 +101,7 @@ class TunnelAccount(TenantOwned, Timestamped, db.Model):
     # Public certificates (PEM) of the platform, by serial: {"<serial>": "-----BEGIN CERTIFICATE..."}.
     platform_certs: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     notify_cert: Mapped[str | None] = mapped_column(Text)
-    secrets_enc: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
-
-    @property
-    def secrets(self) -> dict[str, str]:
-        return json.loads(crypto.decrypt(self.secrets_enc) or "{}")
-
-    @secrets.setter
-    def secrets(self, values: dict[str, str]) -> None:
-        self.secrets_enc = crypto.encrypt(json.dumps(values, sort_keys=True))
 
 
 class BankApiClient(TenantOwned, Timestamped, db.Model):

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, session, url_for
-from flask_babel import gettext as _
+from flask import Blueprint, abort, current_app, request, session, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from jinja2_fragments.flask import render_block
 
 from app.core import audit
-from app.core.exports import Column, export_response
+from app.core.exports import EXPORT_ROW_LIMIT, Column, export_response, refuse_oversized_export
 from app.core.htmx import htmx_targets, render_page
 from app.core.listing import ListParams, Page, paginate, parse_list_params
 from app.core.permissions import permission_required
@@ -39,7 +38,9 @@ from app.extensions import db
 
 bp = Blueprint("coupon_reports", __name__, url_prefix="/coupons")
 
-EXPORT_LIMIT = 10_000  # rows an export may hold (§3.2); beyond it the operator narrows the filters
+# Beyond EXPORT_ROW_LIMIT rows (§3.2) the operator narrows the report's filters.
+TOO_MANY_REPORT_ROWS = _l("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters "
+                          "(a shorter time range, one activity) and export again.")
 
 audit.ACTION_LABELS.update({"coupon_report.export": _l("Exported a coupon report")})
 
@@ -206,19 +207,13 @@ def _export(name: str):
         lookups = None
     else:
         stmt = DETAIL_QUERIES[name](current_user, f)
-        total = reports.count_rows(stmt)
-        if total > EXPORT_LIMIT:
-            return _too_many(total, url_for(page.endpoint, **params.args(page=None)))
+        refused = refuse_oversized_export(reports.count_rows(stmt), EXPORT_ROW_LIMIT,
+                                          url_for(page.endpoint, **params.args(page=None)), TOO_MANY_REPORT_ROWS)
+        if refused:
+            return refused
         rows = list(db.session.execute(stmt).scalars())
         lookups = reports.detail_lookups(current_user, rows)
     return _export_response(str(page.title), f"coupon_report.{page.name}", params, picked, rows, lookups)
-
-
-def _too_many(total: int, back: str):
-    """Refuse an export beyond the limit, back on the report with the filters kept."""
-    flash(_("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters "
-            "(a shorter time range, one activity) and export again.", total=total, limit=EXPORT_LIMIT), "warning")
-    return redirect(back)
 
 
 def _export_response(title: str, what: str, params: ListParams, picked: list, rows: list, lookups):
@@ -344,9 +339,10 @@ def export_activity_tab(activity_id: int, name: str):
     activity = get_scoped_or_404(CouponActivity, activity_id, current_user)
     params, f, picked = _tab_args(tab, activity)
     stmt = tab.query(current_user, f)
-    total = reports.count_rows(stmt)
-    if total > EXPORT_LIMIT:
-        return _too_many(total, url_for(f".activity_{name}", **params.args(page=None)))
+    refused = refuse_oversized_export(reports.count_rows(stmt), EXPORT_ROW_LIMIT,
+                                      url_for(f".activity_{name}", **params.args(page=None)), TOO_MANY_REPORT_ROWS)
+    if refused:
+        return refused
     rows = list(db.session.execute(stmt).scalars())
     title = f"{tab.title}_{activity.code}"
     return _export_response(title, f"coupon_activity.{name}:{activity.id}", params, picked, rows,

@@ -11,7 +11,7 @@ from app.auth.forms import EmptyForm
 from app.core import crypto
 from app.core.cache import cached
 from app.core.audit import AuditEvent
-from app.core.exports import FORMATS, Column, export_response, rows_for_export
+from app.core.exports import FORMATS, Column, export_response, refuse_oversized_export, rows_for_export
 from app.core.htmx import done, render_page
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.money import fen_to_yuan
@@ -55,12 +55,8 @@ def _count(stmt: Select) -> int:
 
 def _export_too_large(total: int, endpoint: str, params: ListParams):
     """None if `total` rows may be exported; else a redirect back to the list with the reason."""
-    limit = current_app.config["EXPORT_MAX_ROWS"]
-    if total <= limit:
-        return None
-    flash(_("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters and export again.",
-            total=total, limit=limit), "warning")
-    return redirect(url_for(endpoint, **params.args(page=None)))
+    return refuse_oversized_export(total, current_app.config["EXPORT_MAX_ROWS"],
+                                   url_for(endpoint, **params.args(page=None)))
 
 
 def _export_format() -> str:

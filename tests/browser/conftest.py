@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
+
+from tests.helpers import serving
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -30,14 +30,8 @@ def live_server(app):
     """The app on http://127.0.0.1:<free port>, in a daemon thread, for the whole session."""
     if not (REPO / "static" / "vendor" / "htmx.min.js").exists():
         pytest.fail("static/vendor/ is not built: run `make test` (it runs npm ci and the asset build)")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(app) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from app.core.timeutil import BUSINESS_TZ, utcnow
 from app.coupons.models import CouponActivity
 from app.extensions import db
-from tests.browser.conftest import browser, live_server, login, page, shot  # noqa: F401 (fixtures)
 
 
 def _committed(**where) -> CouponActivity | None:

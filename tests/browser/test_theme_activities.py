@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from app.activities.models import ThemeActivity
 from app.extensions import db
-from tests.activities.conftest import PNG
-from tests.browser.conftest import browser, live_server, login, page, shot  # noqa: F401 (fixtures)
+from tests.activities.conftest import PNG, english, uploads, world  # noqa: F401 (the activities' fixtures)
 
 
 def _status_of(theme_no: str) -> str:

@@ -251,6 +251,9 @@ def test_detail_page_shows_history_and_only_the_tabs_that_exist(app, console, ma
     console.post(f"{LIST}/{activity.id}/status", {"enabled": "0"})
     body = console.client.get(f"{LIST}/{activity.id}").get_data(as_text=True)
     assert "Disabled a coupon activity" in body and 'data-testid="details"' in body
+    history = body[body.index('data-testid="history"'):]
+    assert re.search(r'<span class="code">enabled</span>:\s*True → False', history)
+    assert '<span class="code">name</span>' not in history  # the values it was created with are not listed
     rules = {rule.rule for rule in app.url_map.iter_rules()}
     for tab in ("issues", "redemptions"):
         built = f"/coupons/activities/<int:activity_id>/{tab}" in rules

@@ -298,8 +298,8 @@ def test_an_export_above_10000_rows_is_refused(client, platform_admin, app, monk
         institution(code=f"1000000{n}", name=f"机构{n}")
     response = client.get("/masterdata/institutions/export", query_string={"format": "xlsx"})
     assert response.status_code == 302 and not events("institution.export")
-    from app.coupons.masterdata_routes import EXPORT_LIMIT
-    assert EXPORT_LIMIT == 10_000
+    from app.core.exports import EXPORT_ROW_LIMIT
+    assert EXPORT_ROW_LIMIT == 10_000
 
 
 def test_position_export(client, platform_admin):

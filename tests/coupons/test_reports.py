@@ -261,7 +261,7 @@ def test_export_xlsx_audited_with_picked_columns(client, auth, data):
 def test_export_beyond_the_limit_is_refused(client, auth, data, monkeypatch):
     from app.coupons import report_routes
 
-    monkeypatch.setattr(report_routes, "EXPORT_LIMIT", 5)
+    monkeypatch.setattr(report_routes, "EXPORT_ROW_LIMIT", 5)
     login(client, auth, "a_viewer")
     response = client.get("/coupons/reports/issues/export", query_string=ALL_DAYS)
     assert response.status_code == 302 and "/coupons/reports/issues?" in response.headers["Location"]

@@ -12,15 +12,14 @@ Two ways to reach the sandbox from a test:
 """
 from __future__ import annotations
 
-import threading
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
 
 from app.coupons.models import TunnelAccount
 from app.extensions import db
 from app.sandbox import yunshuhui as sandbox
+from tests.helpers import serving
 
 IN_PROCESS_SITE = "http://sandbox.test"
 
@@ -44,11 +43,5 @@ def connect_ysh_account(org, *, site: str = IN_PROCESS_SITE, member_id: str | No
 @pytest.fixture(scope="session")
 def ysh_live_site(app):
     """The app (with its sandboxes) served on http://127.0.0.1:<free port> for the session."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="ysh-live-sandbox", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(app, "ysh-live-sandbox") as base:
+        yield base

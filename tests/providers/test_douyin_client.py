@@ -11,7 +11,6 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from app.core.timeutil import utcnow
 from app.extensions import db, get_redis
@@ -22,6 +21,7 @@ from app.providers.vouchers import (PlatformAuthError, PlatformUnavailable, Vouc
                                     VoucherNotYetValid, VoucherRefunded)
 from app.sandbox import douyin as sandbox
 from app.sandbox.douyin_models import SandboxDouyinCertificate, SandboxDouyinToken, SandboxDouyinVerification
+from tests.helpers import serving
 
 BASE = "http://sandbox.test/sandbox/douyin"
 
@@ -89,12 +89,8 @@ def client_(make_client):
 @pytest.fixture
 def live_server(app):
     """The app on a real socket, for real timeouts; waits for slow sandbox requests before the next test."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/sandbox/douyin"
-    server.shutdown()
-    thread.join(5)
+    with serving(app) as base:
+        yield base + "/sandbox/douyin"
 
 
 # --- token ----------------------------------------------------------------------------------------

@@ -375,7 +375,7 @@ def test_a_stock_is_created_on_the_page_with_yuan_amounts(client, merchant):
     refused = client.post(PREFIX + "/stocks", data={"csrf_token": csrf_from(page), "mchid": merchant.mchid,
                                                     "coupon_amount": "20.001", "max_coupons": "5"},
                           follow_redirects=True)
-    assert "The stock was not created" in refused.get_data(as_text=True)
+    assert "批次未创建" in refused.get_data(as_text=True)  # the console speaks Chinese by default
     assert db.session.scalar(select(db.func.count()).select_from(SandboxWxpayStock)) == 1
 
 

@@ -383,7 +383,7 @@ def test_storm_shuffles_copies_and_spoils_a_share_without_losing_a_coupon(app, a
 def test_openid_page_redirects_back_with_the_openid(client, account, ysh):
     wmcb = "https://hub.example/h5/ysh/openid?state=abc"
     page = client.get(ysh.openid_url(wmcb).removeprefix("http://sandbox.test"))
-    assert page.status_code == 200 and "No sandbox customer yet" in page.get_data(as_text=True)
+    assert page.status_code == 200 and "暂无沙箱用户" in page.get_data(as_text=True)
     answer = client.post(f"/sandbox/yunshuhui/openid/{account.member_id}",
                          data={"csrf_token": csrf_from(page), "wmcb": wmcb, "nickname": "小明"})
     assert answer.status_code == 302

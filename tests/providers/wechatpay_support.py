@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,11 +16,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
-from werkzeug.serving import make_server
 
 from app.coupons.models import TunnelAccount
 from app.extensions import db
 from app.sandbox import wechatpay as sandbox
+from tests.helpers import serving
 
 SCHEME = "WECHATPAY2-SHA256-RSA2048"
 APPID = "wx8888888888888888"
@@ -115,12 +114,8 @@ def merchant(app, merchant_keys) -> Merchant:
 @pytest.fixture
 def live_server(app):
     """The app on a real socket (wechatpayv3 speaks `requests`, which cannot use a WSGI transport)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/sandbox/wechatpay"
-    server.shutdown()
-    thread.join(5)
+    with serving(app) as base:
+        yield base + "/sandbox/wechatpay"
 
 
 @pytest.fixture

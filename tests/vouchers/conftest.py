@@ -6,13 +6,11 @@ database session, as the real platform would), the store's gym products mapped t
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from app.core.timeutil import utcnow
 from app.extensions import db
@@ -22,6 +20,7 @@ from app.sandbox import meituan as mt_sandbox
 from app.sandbox.douyin_models import SandboxDouyinCertificate, SandboxDouyinVerification
 from app.sandbox.meituan_models import SandboxMeituanConsumption, SandboxMeituanDeal, SandboxMeituanReceipt
 from app.vouchers.models import DealMapping, PlatformAccount
+from tests.helpers import serving
 
 DESK_POI = "poi-desk-store-1"
 
@@ -29,14 +28,8 @@ DESK_POI = "poi-desk-store-1"
 @pytest.fixture(scope="session")
 def desk_live_sandbox(app):
     """The app (with its sandboxes) on http://127.0.0.1:<free port>, for the whole session."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="desk-live-sandbox", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with serving(app, "desk-live-sandbox") as base:
+        yield base
 
 
 @dataclass

@@ -2,7 +2,6 @@
 through httpx.WSGITransport; the job test uses a live server thread and a real RQ worker)."""
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
@@ -10,7 +9,6 @@ import httpx
 import pytest
 from rq.worker import SimpleWorker
 from sqlalchemy import func, select, update
-from werkzeug.serving import make_server
 
 import jobs
 from app.core.jobruns import JobRun
@@ -23,6 +21,7 @@ from app.sandbox.meituan_models import SandboxMeituanReceipt
 from app.vouchers import sync
 from app.vouchers.models import DealMapping, PlatformAccount, ReconciliationItem, Voucher, VoucherVerification
 from app.vouchers.platforms import client_for
+from tests.helpers import serving
 
 MT_BASE = "http://sandbox.test/sandbox/meituan"
 DY_BASE = "http://sandbox.test/sandbox/douyin"
@@ -323,12 +322,8 @@ def test_douyin_reconciliation_uses_the_verify_records(gym, dy_skus, transport):
 
 @pytest.fixture
 def live_base(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with serving(app) as base:
+        yield base
 
 
 def run_worker(app) -> None:
