@@ -1,21 +1,19 @@
 """Voucher platform accounts (credentials per organisation) and the mapping of platform deals to products."""
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core import crypto
-from app.core.models import TenantOwned, Timestamped
+from app.core.models import EncryptedSecrets, TenantOwned, Timestamped
 from app.extensions import db
 from app.members.models import Product
 
 PLATFORM_CHECK = "platform IN ('meituan','douyin')"
 
 
-class PlatformAccount(TenantOwned, Timestamped, db.Model):
+class PlatformAccount(EncryptedSecrets, TenantOwned, Timestamped, db.Model):
     """How one organisation (a merchant, or one store) reaches one platform.
 
     `app_id` is the platform's non-secret id of us (Meituan developerId, Douyin client_key);
@@ -36,19 +34,10 @@ class PlatformAccount(TenantOwned, Timestamped, db.Model):
     app_id: Mapped[str] = mapped_column(String(128), nullable=False)
     store_ref: Mapped[str] = mapped_column(String(128), nullable=False)
     store_name: Mapped[str | None] = mapped_column(String(100))
-    secrets_enc: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="active")
     last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean)
     last_test_message: Mapped[str | None] = mapped_column(String(500))
-
-    @property
-    def secrets(self) -> dict[str, str]:
-        return json.loads(crypto.decrypt(self.secrets_enc) or "{}")
-
-    @secrets.setter
-    def secrets(self, values: dict[str, str]) -> None:
-        self.secrets_enc = crypto.encrypt(json.dumps(values, sort_keys=True))
 
 
 class DealMapping(TenantOwned, Timestamped, db.Model):

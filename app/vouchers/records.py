@@ -19,7 +19,7 @@ from app.auth.forms import EmptyForm
 from app.auth.models import Operator
 from app.core import audit, crypto
 from app.core.audit import AuditEvent
-from app.core.exports import FORMATS, Column, export_response, rows_for_export
+from app.core.exports import FORMATS, Column, export_response, refuse_oversized_export, rows_for_export
 from app.core.htmx import htmx_targets, render_page
 from app.core.jobruns import JobRun
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
@@ -187,11 +187,10 @@ def export_vouchers():
     params = _list_params()
     stmt = apply_sort(_vouchers_matching(params), params, VOUCHER_SORTS, Voucher.id)
     total = db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
-    limit = current_app.config["EXPORT_MAX_ROWS"]
-    if total > limit:
-        flash(_("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters and export again.",
-                total=total, limit=limit), "warning")
-        return redirect(url_for(".list_vouchers", **params.args(page=None)))
+    refused = refuse_oversized_export(total, current_app.config["EXPORT_MAX_ROWS"],
+                                      url_for(".list_vouchers", **params.args(page=None)))
+    if refused:
+        return refused
     # The search text may be a phone number: the audit trail keeps it masked.
     q = crypto.mask_phone(crypto.normalise_phone(params.q)) if members.looks_like_phone(params.q) else params.q
     audit.record("voucher.export", "voucher", None, after={"format": fmt, "rows": total, "q": q, **params.filters},

@@ -11,7 +11,6 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 from app.core.timeutil import business_today, utcnow
 from app.extensions import db
@@ -40,6 +39,7 @@ from app.sandbox.meituan import (
     set_misbehaviour,
 )
 from app.sandbox.meituan_models import SandboxMeituanConsumption, SandboxMeituanDeveloper, SandboxMeituanReceipt
+from tests.helpers import serving
 
 BASE = "http://sandbox.test/sandbox/meituan"
 
@@ -379,11 +379,8 @@ def test_connection_refused_is_unavailable(app):
 @pytest.fixture(scope="module")
 def live_url(app):
     """The app served on a real socket, so client timeouts apply (WSGITransport has none)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/sandbox/meituan"
-    server.shutdown()
+    with serving(app) as base:
+        yield base + "/sandbox/meituan"
 
 
 def test_latency_beyond_the_timeout_is_unavailable_after_retries(app, deals, live_url):
