@@ -39,6 +39,8 @@ def test_tunnel_and_api_client_settings(page, login, make, shot):
     expect(page.locator("#modal").get_by_test_id("stored-key")).to_be_visible()
     expect(page.locator("#modal textarea[name=private_key]")).to_have_value("")
     shot("tunnel-edit")
+    # Bootstrap ignores Escape while the modal is still fading in; once open, it focuses the first field.
+    expect(page.locator("#modal :focus")).to_have_count(1)
     page.keyboard.press("Escape")
     expect(page.locator("#modal")).to_be_hidden()
 
