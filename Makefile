@@ -86,7 +86,7 @@ run: setup db
 
 worker: $(RUNTIME_STAMP)
 	@test -n "$$REDIS_URL" || { echo "REDIS_URL is not set: the embedded default runs its own worker inside 'make run'"; exit 2; }
-	$(BIN)/rq worker --url "$$REDIS_URL" outbox default reports
+	$(BIN)/rq worker --worker-class jobs.worker.AppWorker --url "$$REDIS_URL" outbox default reports
 
 cron: $(RUNTIME_STAMP)
 	@test -n "$$REDIS_URL" || { echo "REDIS_URL is not set: the embedded default runs its own cron inside 'make run'"; exit 2; }

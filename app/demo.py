@@ -74,7 +74,9 @@ LEVELS = ["normal", "normal", "normal", "silver", "gold", "platinum"]
 
 @demo_cli.command("seed")
 @click.option("--members-per-org", default=60, show_default=True)
-def seed(members_per_org: int) -> None:
+@click.option("--bank-key-file", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the demo bank's API private key [default: instance/demo-bank-client.pem].")
+def seed(members_per_org: int, bank_key_file: str | None) -> None:
     """Create the demo platform, banks, gym chain, operators, members and products (idempotent)."""
     from app.auth.models import Operator
     from app.orgs import services as org_services
@@ -105,7 +107,19 @@ def seed(members_per_org: int) -> None:
         _seed_members(orgs, members_per_org)
         if current_app.config["SANDBOXES_ENABLED"]:
             _seed_voucher_line(orgs)
+            _seed_coupon_line(orgs, bank_key_file)
     click.echo(f"demo data ready; log in as admin / {DEMO_PASSWORD}")
+
+
+def _seed_coupon_line(orgs, key_file: str | None) -> None:
+    """Master data, tunnels on the sandboxes, the bank's API client, activities and issues (app/coupons/demo.py)."""
+    from pathlib import Path
+
+    from app.coupons.demo import seed_coupon_demo
+
+    seeded = seed_coupon_demo(orgs, Path(key_file) if key_file else None)
+    click.echo(f"bank API client {seeded['client'].app_id}: its private key is in {seeded['key_file']}; "
+               "try `flask coupons demo-issue`")
 
 
 def _seed_products(orgs) -> None:

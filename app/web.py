@@ -212,10 +212,12 @@ def register_jinja(app: Flask) -> None:
 
 def register_cli(app: Flask) -> None:
     from app.core.cli import audit_cli
+    from app.coupons.cli import coupons_cli
     from app.demo import demo_cli
     from app.vouchers.cli import vouchers_cli
 
     app.cli.add_command(audit_cli)
+    app.cli.add_command(coupons_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(vouchers_cli)
 

@@ -68,8 +68,7 @@ def create_draw(theme_no: str):
     if not isinstance(data, dict):
         return error(400, "INVALID_JSON", "the body must be a JSON object")
     open_id = data.get("openId")
-    client = g.bank_client
-    db.session.expunge(client)  # keep it loaded through the draw's commit: the answer is signed with it
+    client = g.bank_client  # detached by bank_client_required: it stays loaded through the draw's commit
     try:
         outcome = engine.draw_for_bank(theme_no, client.org_id, open_id if isinstance(open_id, str) else "", key,
                                        api_client_id=client.id)

@@ -14,7 +14,7 @@ from functools import wraps
 from typing import Callable
 
 from flask import Response, jsonify, make_response, request
-from sqlalchemy import DateTime, Integer, LargeBinary, String, UniqueConstraint, select
+from sqlalchemy import DateTime, Integer, LargeBinary, String, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,13 +59,16 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b"\n" + path.encode() + b"\n" + body).hexdigest()
 
 
-def claim(client_id: str, key: str, request_hash: str) -> IdempotencyRecord | StoredAnswer:
-    """Claim a key for new work (committed at once), or return the answer stored for it."""
+def claim(client_id: str, key: str, request_hash: str) -> int | StoredAnswer:
+    """Claim a key for new work (committed at once) and return the claim's id, or return the answer
+    stored for it."""
     record = IdempotencyRecord(client_id=client_id, key=key, request_hash=request_hash)
     db.session.add(record)
     try:
+        db.session.flush()
+        record_id = record.id  # read now: after the commit it would be read again from the database
         db.session.commit()
-        return record
+        return record_id
     except IntegrityError:
         db.session.rollback()
     existing = db.session.execute(
@@ -81,12 +84,10 @@ def claim(client_id: str, key: str, request_hash: str) -> IdempotencyRecord | St
 
 
 def complete(record_id: int, status: int, body: bytes, content_type: str) -> None:
-    record = db.session.get(IdempotencyRecord, record_id)
-    record.status = "done"
-    record.response_status = status
-    record.response_body = body
-    record.response_type = content_type
-    record.completed_at = utcnow()
+    """Store the answer of a claim (one UPDATE: the row need not be read first)."""
+    db.session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id).values(
+        status="done", response_status=status, response_body=body, response_type=content_type,
+        completed_at=utcnow()).execution_options(synchronize_session=False))
     db.session.commit()
 
 
@@ -125,7 +126,7 @@ def idempotent(client_id: Callable[[], str]) -> Callable:
                 replay = Response(claimed.body, status=claimed.status, content_type=claimed.content_type)
                 replay.headers["Idempotent-Replayed"] = "true"
                 return replay
-            record_id = claimed.id
+            record_id = claimed
             try:
                 response = make_response(view(*args, **kwargs))
             except Exception:

@@ -271,12 +271,15 @@ def _check_kind(c: _Checked) -> None:
     upstream = (("upstream_activity_id", UPSTREAM_ACTIVITY_ID, _("The 云数汇 activity id is exactly 10 digits.")),
                 ("owner_id", OWNER_ID, _("The 云数汇 owner id is exactly 8 digits.")),
                 ("promotion_id", PROMOTION_ID, _("The promotion id has at most 32 letters, digits, '-' or '_'.")))
-    if d.tunnel != "yunshuhui":
-        return  # the identifiers are 云数汇's; other tunnels do not use them
+    if d.tunnel == "direct":
+        upstream = upstream[2:]  # the promotion id is the WeChat Pay stock id the coupons come from
+    elif d.tunnel != "yunshuhui":
+        return  # the internal and other tunnels do not issue through us
     for name, pattern, message in upstream:
         value = getattr(d, name)
         if value is None:
-            c.fail(name, _("Required for the 云数汇 tunnel."))
+            c.fail(name, _("Required for the 云数汇 tunnel.") if d.tunnel == "yunshuhui"
+                   else _("Required for the direct tunnel: the WeChat Pay stock id."))
         elif not pattern.fullmatch(value):
             c.fail(name, message)
 
@@ -373,7 +376,9 @@ def not_applicable(d: ActivityDetails) -> set[str]:
     elif d.settle_type != "proportional":
         unused.add("settle_rate")
     if d.tunnel != "yunshuhui":
-        unused |= {"upstream_activity_id", "owner_id", "promotion_id"}
+        unused |= {"upstream_activity_id", "owner_id"}
+    if d.tunnel not in ("yunshuhui", "direct"):
+        unused.add("promotion_id")
     return unused
 
 

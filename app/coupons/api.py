@@ -19,7 +19,7 @@ from flask import Blueprint, g, jsonify, make_response, redirect, render_templat
 from werkzeug.exceptions import HTTPException
 
 from app.core.idempotency import idempotent
-from app.extensions import csrf, limiter
+from app.extensions import csrf, db, limiter
 
 from . import bank_auth, issuance, openapi, openid_handoff
 from .notifications import bank_view
@@ -41,8 +41,6 @@ def http_error(exc: HTTPException):
 @bp.errorhandler(Exception)
 def unexpected_error(exc: Exception):
     from flask import current_app
-
-    from app.extensions import db
 
     db.session.rollback()
     current_app.logger.exception("bank API request failed")
@@ -67,6 +65,10 @@ def bank_client_required(view):
             client = bank_auth.authenticate(request.headers.get("Authorization"), request.get_data(cache=True))
         except bank_auth.BankAuthError as exc:
             return error(401, exc.code, exc.message)
+        # The client is read-only for the rest of the request: detached, it keeps its loaded values
+        # through the request's commits (idempotency claim, the issue) instead of being read again
+        # from the database after each of them.
+        db.session.expunge(client)
         g.bank_client = client
         wait = bank_auth.over_rate_limit(client)
         if wait is not None:

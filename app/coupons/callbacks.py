@@ -67,7 +67,7 @@ class _Inbound:
     body: bytes
 
     def store(self, outcome: str, reason: str | None = None, event_key: str | None = None,
-              issue: CouponIssue | None = None) -> CouponCallback:
+              issue: CouponIssue | _IssueRef | None = None) -> CouponCallback:
         callback = CouponCallback(kind=self.kind, headers=self.headers,
                                   body=self.body.decode("utf-8", errors="replace"), outcome=outcome,
                                   reason=(reason or "")[:500] or None, event_key=event_key,
@@ -131,16 +131,28 @@ def _stale_or_rejected(authorization: str | None) -> str:
     return "rejected" if lklapi.is_fresh(auth.timestamp) else "stale"
 
 
-def _our_issue(account: TunnelAccount, fields: dict) -> CouponIssue | None:
-    stmt = select(CouponIssue).where(CouponIssue.org_id == account.org_id)
+@dataclass(frozen=True)
+class _IssueRef:
+    """Which issue a callback is about: all a duplicate needs (the row itself is locked and read
+    by `issuance` when a callback is applied)."""
+
+    id: int
+    org_id: int
+    order_no: str
+
+
+def _our_issue(account: TunnelAccount, fields: dict) -> _IssueRef | None:
+    stmt = (select(CouponIssue.id, CouponIssue.org_id, CouponIssue.order_no)
+            .where(CouponIssue.org_id == account.org_id))
     if fields.get("mer_order_id"):
         stmt = stmt.where(CouponIssue.order_no == fields["mer_order_id"])
     else:
         stmt = stmt.where(CouponIssue.third_coupon_id == fields["third_coupon_id"])
-    return db.session.execute(stmt.limit(1)).scalar_one_or_none()
+    row = db.session.execute(stmt.limit(1)).first()
+    return _IssueRef(*row) if row else None
 
 
-def _apply_yunshuhui(kind: str, issue: CouponIssue, fields: dict) -> None:
+def _apply_yunshuhui(kind: str, issue: _IssueRef, fields: dict) -> None:
     if kind == "issuance":
         word = issuance.Word(fields["trade_status"], fail_msg=fields.get("fail_msg"), amount_fen=fields.get("amount_fen"),
                              issued_at=fields.get("trade_paid_at") or fields.get("trade_created_at"))
@@ -152,20 +164,21 @@ def _apply_yunshuhui(kind: str, issue: CouponIssue, fields: dict) -> None:
         org_amount_fen=fields.get("org_amount_fen"), trade_no=fields.get("pay_trade_no") or fields.get("trade_no"),
         merchant_no=fields.get("merchant_no"), merchant_name=fields.get("merchant_name"),
         third_coupon_id=fields.get("third_coupon_id"))
-    issuance.record_redemption(issue.id, redemption, "callback")  # locks the row (the same object as `issue`)
-    if fields.get("trade_no") and not issue.trade_no:
-        issue.trade_no = fields["trade_no"]
+    issuance.record_redemption(issue.id, redemption, "callback")  # locks and reads the row
+    row = db.session.get(CouponIssue, issue.id)  # the locked row, from the session (no query)
+    if fields.get("trade_no") and not row.trade_no:
+        row.trade_no = fields["trade_no"]
 
 
-def _apply_once(inbound: _Inbound, issue: CouponIssue, event_key: str, apply) -> Receipt:
+def _apply_once(inbound: _Inbound, issue: CouponIssue | _IssueRef, event_key: str, apply) -> Receipt:
     """Claim the event key (a duplicate finds it taken), apply, commit; one transaction."""
+    if _applied_before(event_key):  # the common duplicate, told apart without a failing insert
+        return _duplicate(inbound, issue, event_key)
     try:
         with db.session.begin_nested():
             callback = inbound.store("applied", event_key=event_key, issue=issue)
-    except IntegrityError:
-        inbound.store("duplicate", f"{event_key} was applied before", issue=issue)
-        db.session.commit()
-        return Receipt(ACK_SUCCESS)
+    except IntegrityError:  # a twin claimed the key a moment ago
+        return _duplicate(inbound, issue, event_key)
     try:
         with db.session.begin_nested():
             apply()
@@ -175,6 +188,17 @@ def _apply_once(inbound: _Inbound, issue: CouponIssue, event_key: str, apply) ->
         callback.reason = f"could not apply: {type(exc).__name__}: {exc}"[:500]
         db.session.commit()
         return _fail("internal error; please retry", 500)
+    db.session.commit()
+    return Receipt(ACK_SUCCESS)
+
+
+def _applied_before(event_key: str) -> bool:
+    found = db.session.execute(select(CouponCallback.id).where(CouponCallback.event_key == event_key)).first()
+    return found is not None
+
+
+def _duplicate(inbound: _Inbound, issue: CouponIssue | _IssueRef, event_key: str) -> Receipt:
+    inbound.store("duplicate", f"{event_key} was applied before", issue=issue)
     db.session.commit()
     return Receipt(ACK_SUCCESS)
 

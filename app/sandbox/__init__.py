@@ -7,9 +7,10 @@ from flask import Blueprint
 
 def blueprints() -> list[Blueprint]:
     """The sandbox blueprints, registered only when SANDBOXES_ENABLED."""
+    from app.sandbox.bank import bp as bank
     from app.sandbox.douyin import bp as douyin
     from app.sandbox.meituan import bp as meituan
     from app.sandbox.wechatpay import bp as wechatpay
     from app.sandbox.yunshuhui import bp as yunshuhui
 
-    return [meituan, douyin, wechatpay, yunshuhui]
+    return [meituan, douyin, wechatpay, yunshuhui, bank]

@@ -90,3 +90,23 @@ def discover() -> dict[str, ModuleType]:
         if hasattr(module, "NAME") and hasattr(module, "setup") and hasattr(module, "cases"):
             found[module.NAME] = module
     return found
+
+
+def bench_bank(code: str, name: str):
+    """The bank organisation of that code under the platform (both made when missing, committed);
+    for a scenario's `setup`, inside an app context."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.orgs import services as org_services
+    from app.orgs.models import Organisation
+
+    bank = db.session.execute(select(Organisation).where(Organisation.code == code)).scalar_one_or_none()
+    if bank is None:
+        platform = db.session.execute(select(Organisation).where(Organisation.kind == "platform")).scalars().first()
+        if platform is None:
+            platform = org_services.create_platform("PLATFORM", "营销枢纽平台")
+            db.session.commit()
+        bank = org_services.create_organisation(platform, "bank", code, name)
+        db.session.commit()
+    return bank

@@ -207,6 +207,14 @@ def test_other_tunnels_need_no_yunshuhui_ids_and_drop_them(admin, bank):
     assert activity.owner_id is None and activity.tunnel == "internal"
 
 
+def test_the_direct_tunnel_needs_its_wechat_stock_id_and_keeps_it(admin, bank):
+    assert "stock id" in problems_of(admin, bank, tunnel="direct", promotion_id=None)["promotion_id"]
+    found = problems_of(admin, bank, tunnel="direct", upstream_activity_id=None, owner_id=None, promotion_id="9856000")
+    assert found == {}
+    activity = svc.create_activity(admin, details(org_id=bank.id, tunnel="direct", promotion_id="9856000"), now=NOW)
+    assert activity.promotion_id == "9856000" and activity.owner_id is None
+
+
 def test_the_direct_tunnel_is_wechat_only(admin, bank):
     assert "WeChat" in problems_of(admin, bank, tunnel="direct", channel="alipay")["channel"]
     assert "channel" not in problems_of(admin, bank, tunnel="direct", channel="wechat")
