@@ -11,7 +11,12 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from htmx_flask import Htmx
 from redis import Redis
+from datetime import timezone
+
 from sqlalchemy import MetaData
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects.sqlite import base as sqlite_base
+from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -76,3 +81,24 @@ def get_redis() -> Redis:
 def client_ip() -> str:
     """The caller's address as the app sees it (behind ProxyFix in production)."""
     return request.remote_addr or "-"
+
+
+class _AwareSQLiteDateTime(sqlite_base.DATETIME):
+    """SQLite keeps no time zone, so it hands back naive datetimes; a `DateTime(timezone=True)` column
+    is UTC by our rules (we only ever store UTC), so it is read back as an aware UTC datetime, as on
+    PostgreSQL. Without this, the embedded default would compare naive with aware times."""
+
+    def result_processor(self, dialect, coltype):
+        parse = super().result_processor(dialect, coltype)
+        if not self.timezone:
+            return parse
+
+        def aware(value):
+            value = parse(value) if parse else value
+            return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+        return aware
+
+
+for _dialect in (sqlite_base.SQLiteDialect, pysqlite.SQLiteDialect_pysqlite):
+    _dialect.colspecs = {**_dialect.colspecs, sqltypes.DateTime: _AwareSQLiteDateTime}
