@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets as random
+import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -434,7 +434,7 @@ def check_connection(account: TunnelAccount, transport=None) -> ConnectionCheck:
 
         try:
             with YunshuhuiClient.for_account(account, transport=transport) as client:
-                client.query(owner_id="00000000", mer_order_id="CONNECTIONCHECK" + random.token_hex(4).upper(),
+                client.query(owner_id="00000000", mer_order_id="CONNECTIONCHECK" + secrets.token_hex(4).upper(),
                              activity_id="0000000000")
         except YunshuhuiUnavailable as exc:
             return ConnectionCheck(False, _("云数汇 could not be reached or its answer did not verify: %(e)s", e=exc))
@@ -463,7 +463,7 @@ def sandbox_provisioner(tunnel: str) -> Callable | None:
 
 
 def _digits(n: int) -> str:
-    return str(random.randbelow(9) + 1) + "".join(random.choice(string.digits) for _i in range(n - 1))
+    return str(secrets.randbelow(9) + 1) + "".join(secrets.choice(string.digits) for _i in range(n - 1))
 
 
 WECHAT_SANDBOX_PATH = "/sandbox/wechatpay"
@@ -490,9 +490,9 @@ def connect_to_sandbox(org: Organisation, tunnel: str, site: str) -> SavedTunnel
                                     platform_certs_pem=answer["platform_cert"], notify_cert_pem=answer["notify_cert"],
                                     private_key_pem=private_pem, our_cert_pem=cert_pem)
         else:
-            app_id = account.app_id if account else "wx" + random.token_hex(8)
+            app_id = account.app_id if account else "wx" + secrets.token_hex(8)
             member_id = account.member_id if account else _digits(10)
-            apiv3_key = "".join(random.choice(string.ascii_letters + string.digits) for _i in range(32))
+            apiv3_key = "".join(secrets.choice(string.ascii_letters + string.digits) for _i in range(32))
             answer = provision(member_id, serial.upper(), cert_pem, apiv3_key)
             details = TunnelDetails(base_url=site + WECHAT_SANDBOX_PATH, app_id=app_id, member_id=member_id,
                                     platform_certs_pem=answer["platform_cert"], private_key_pem=private_pem,

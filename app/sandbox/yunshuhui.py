@@ -36,7 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import random
+import random  # simulated outcomes and the seeded storm: nothing here is secret
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -492,7 +492,7 @@ def _same_order(coupon: SandboxYshCoupon, fingerprint: str) -> dict[str, Any]:
 def _settle_to(settings: dict[str, Any]) -> str:
     outcome = settings["process_outcome"]
     if outcome == "random":
-        return random.choice(("SUCCESS", "SUCCESS", "FAIL"))
+        return secrets.choice(("SUCCESS", "SUCCESS", "FAIL"))
     return outcome.upper()
 
 
@@ -661,10 +661,10 @@ def auto_redeem(fraction: float = 0.3, min_age_seconds: int = 60, limit: int = 2
     db.session.commit()
     used = 0
     for coupon_id in ids:
-        if random.random() >= fraction:
+        if secrets.randbelow(10_000) >= fraction * 10_000:
             continue
         coupon = db.session.get(SandboxYshCoupon, coupon_id)
-        amount = max(coupon.threshold_fen, coupon.face_value_fen) + random.randrange(100, 20000)
+        amount = max(coupon.threshold_fen, coupon.face_value_fen) + 100 + secrets.randbelow(19_900)
         try:
             use_coupon(coupon_id, amount)
             used += 1
