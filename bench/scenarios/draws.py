@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.scenarios import bench_bank
 from bench.scenarios.desk import _stats  # one way to summarise latencies across the scenarios
 
 NAME = "draws"
@@ -66,18 +67,10 @@ def setup(app) -> dict:
     from app.coupons import bank_auth
     from app.coupons.models import BankApiClient
     from app.extensions import db
-    from app.orgs import services as org_services
-    from app.orgs.models import Organisation
     from app.providers import lklapi
 
     with app.app_context(), audit.acting_as(audit.Actor(None, "bench", None, None)):
-        bank = db.session.execute(select(Organisation).where(Organisation.code == BANK_CODE)).scalar_one_or_none()
-        if bank is None:
-            platform = db.session.execute(select(Organisation).where(Organisation.kind == "platform")).scalars().first()
-            if platform is None:
-                platform = org_services.create_platform("PLATFORM", "营销枢纽平台")
-                db.session.commit()
-            bank = org_services.create_organisation(platform, "bank", BANK_CODE, "抽奖压测银行")
+        bank = bench_bank(BANK_CODE, "抽奖压测银行")
         private_pem, cert_pem, serial = lklapi.new_key_pair("bench bank")
         app_id = "BENCHDRAW01"
         client = db.session.execute(select(BankApiClient).where(BankApiClient.app_id == app_id)).scalar_one_or_none()

@@ -11,7 +11,7 @@ import random
 import time
 from datetime import timedelta
 
-from bench.scenarios import Case
+from bench.scenarios import Case, bench_bank
 
 NAME = "members"
 DESCRIPTION = "members list and search, 100,000 members in one bank, as its org admin"
@@ -45,17 +45,9 @@ def setup(app) -> dict:
     from app.core.timeutil import utcnow
     from app.extensions import db
     from app.members.models import Member
-    from app.orgs import services as org_services
-    from app.orgs.models import Organisation
 
     with app.app_context(), audit.acting_as(audit.Actor(None, "bench", None, None)):
-        bank = db.session.execute(select(Organisation).where(Organisation.code == BANK_CODE)).scalar_one_or_none()
-        if bank is None:
-            platform = db.session.execute(select(Organisation).where(Organisation.kind == "platform")).scalars().first()
-            if platform is None:
-                platform = org_services.create_platform("PLATFORM", "营销枢纽平台")
-                db.session.commit()
-            bank = org_services.create_organisation(platform, "bank", BANK_CODE, "压测银行")
+        bank = bench_bank(BANK_CODE, "压测银行")
         if db.session.execute(select(Operator.id).where(Operator.username == ADMIN[0])).first() is None:
             admin = Operator(username=ADMIN[0], display_name="压测银行管理员", org_id=bank.id, org=bank,
                              password_changed_at=utcnow())
