@@ -89,3 +89,6 @@ class TestConfig(Config):
     SANDBOX_YSH_AUTO_REDEEM = False
     WTF_CSRF_ENABLED = True
     SESSION_COOKIE_SECURE = False
+    # scrypt still, at a work factor of 2^10 instead of werkzeug's 2^15: each hash took ~130 ms, and
+    # the suite makes and checks one for nearly every test's operators and logins.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"

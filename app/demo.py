@@ -112,14 +112,21 @@ def seed(members_per_org: int, bank_key_file: str | None) -> None:
 
 
 def _seed_coupon_line(orgs, key_file: str | None) -> None:
-    """Master data, tunnels on the sandboxes, the bank's API client, activities and issues (app/coupons/demo.py)."""
+    """Master data, tunnels on the sandboxes, the bank's API client, activities and issues (app/coupons/demo.py),
+    then the theme activity's wheel, prizes and last week of draws (app/activities/demo.py)."""
     from pathlib import Path
 
+    from app.activities.demo import seed_wheel_demo
+    from app.activities.entry import entry_url
     from app.coupons.demo import seed_coupon_demo
 
     seeded = seed_coupon_demo(orgs, Path(key_file) if key_file else None)
     click.echo(f"bank API client {seeded['client'].app_id}: its private key is in {seeded['key_file']}; "
                "try `flask coupons demo-issue`")
+    wheel = seed_wheel_demo(seeded["theme"], seeded["activities"]["wechat"])
+    h5_page = entry_url(wheel["theme"], current_app.config["PUBLIC_BASE_URL"])
+    click.echo(f"theme activity {wheel['theme'].theme_no}: wheel on, {wheel['draws']} draws by "
+               f"{wheel['customers']} sandbox customers; its H5 page is {h5_page}")
 
 
 def _seed_products(orgs) -> None:

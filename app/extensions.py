@@ -15,7 +15,9 @@ from datetime import timezone
 
 from sqlalchemy import MetaData
 from sqlalchemy import types as sqltypes
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.dialects.sqlite import base as sqlite_base
+from sqlalchemy.engine import Engine
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.orm import DeclarativeBase
 
@@ -73,6 +75,27 @@ def _make_redis(url: str) -> Redis:
     return fakeredis.FakeRedis(server=fakeredis.FakeServer())
 
 
+def upsert(model):
+    """`INSERT` that can say `ON CONFLICT`, on PostgreSQL or on the embedded default's SQLite."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
+
+
+def commit_keeping_loaded() -> None:
+    """Commit without expiring what the session has loaded: for requests that only read those rows
+    afterwards (reloading each one would cost a query), or that end the transaction early to hand
+    its connection back to the pool while a partner platform answers."""
+    session = db.session()
+    keep = session.expire_on_commit
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = keep
+
+
 def get_redis() -> Redis:
     """The Redis connection of the current app (real Redis, or fakeredis when embedded)."""
     return current_app.extensions["redis"]
@@ -102,3 +125,16 @@ class _AwareSQLiteDateTime(sqlite_base.DATETIME):
 
 for _dialect in (sqlite_base.SQLiteDialect, pysqlite.SQLiteDialect_pysqlite):
     _dialect.colspecs = {**_dialect.colspecs, sqltypes.DateTime: _AwareSQLiteDateTime}
+
+
+@sqlalchemy_event.listens_for(Engine, "connect")
+def _sqlite_for_threads(dbapi_connection, connection_record) -> None:
+    """The embedded default serves requests, runs its worker and cron threads and answers as the
+    partner sandboxes, all in one process on one SQLite file: in WAL mode a reader (a job waiting on
+    a sandbox's answer) does not block the sandbox's writes, and a writer waits up to 15 s for
+    another rather than failing at once."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.close()

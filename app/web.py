@@ -55,8 +55,12 @@ def register_models() -> None:
 
 def register_blueprints(app: Flask) -> None:
     from app.activities.draw_api import bp as draw_api_bp
+    from app.activities.h5 import bp as h5_activities_bp
     from app.activities.prize_routes import bp as prizes_bp
+    from app.activities.records_routes import bp as activity_records_bp
     from app.activities.routes import bp as activities_bp
+    from app.activities.statistics_routes import bp as theme_statistics_bp
+    from app.activities.wheel_routes import bp as wheel_bp
     from app.auth.routes import bp as auth_bp
     from app.coupons.activity_routes import bp as coupon_activities_bp
     from app.coupons.api import bp as coupon_api_bp
@@ -79,7 +83,8 @@ def register_blueprints(app: Flask) -> None:
         vouchers_bp, desk_bp, voucher_records_bp,  # front-desk vouchers
         masterdata_bp, coupon_settings_bp, coupon_activities_bp, coupon_reports_bp, coupon_monitor_bp,
         coupon_reconciliation_bp, coupon_api_bp, coupon_callbacks_bp,  # coupons through 云数汇
-        activities_bp, prizes_bp, draw_api_bp,  # theme activities
+        activities_bp, prizes_bp, wheel_bp, activity_records_bp, theme_statistics_bp, draw_api_bp,  # theme activities
+        h5_activities_bp,  # the theme activities' H5 game, for bank customers
     ):
         app.register_blueprint(blueprint)
     if app.config["SANDBOXES_ENABLED"]:

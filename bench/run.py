@@ -111,7 +111,10 @@ def start_gunicorn(args, env: dict, port: int, log: Path) -> subprocess.Popen:
     answers /healthz. Scenarios use it too, e.g. for a platform sandbox in a server of its own."""
     command = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}",
                "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
-               "--error-logfile", str(log), "--log-level", "warning"]
+               "--error-logfile", str(log), "--log-level", "warning",
+               # as behind a reverse proxy that keeps its upstream connections open: gthread's default
+               # of 2 s closed a client's connection while it waited for the others to start
+               "--keep-alive", "30"]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     import httpx
@@ -212,7 +215,9 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url, "EMBEDDED_WORKERS": "false"}
+    # As in production, behind one reverse proxy: a scenario may send X-Forwarded-For for its players.
+    env = {**os.environ, "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url, "EMBEDDED_WORKERS": "false",
+           "PROXY_FIX_HOPS": "1"}
     server = start_gunicorn(args, env, port, RESULTS / f"gunicorn-{stamp}.log")
     base = f"http://127.0.0.1:{port}"
     report = {"when": stamp, "clients": args.clients, "duration": args.duration, "max_requests": args.max_requests,

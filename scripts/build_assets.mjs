@@ -8,6 +8,7 @@ const files = {
   "bootstrap-icons/font/bootstrap-icons.min.css": "bootstrap-icons.min.css",
   "bootstrap-icons/font/fonts": "fonts",
   "echarts/dist/echarts.min.js": "echarts.min.js",
+  "sortablejs/Sortable.min.js": "Sortable.min.js",  // drag to reorder (the wheel designer only)
 };
 
 rmSync("static/vendor", { recursive: true, force: true });

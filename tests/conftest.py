@@ -28,10 +28,19 @@ def reset_schema() -> None:
 
 
 def truncate_all() -> None:
-    tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+    """Empty the tables a test wrote to and restart every id sequence.
+
+    Truncating all ~80 tables took ~450 ms a test (each truncated table gets new files); most tests
+    write to a handful, found in one round trip, and the sequences restart with one query."""
+    quoted = [f'"{t.name}"' for t in db.metadata.sorted_tables]
+    probe = " UNION ALL ".join(f"SELECT '{name}' WHERE EXISTS (SELECT 1 FROM {name})" for name in quoted)
     db.session.remove()
     with db.engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        used = [row[0] for row in conn.execute(text(probe))]
+        if used:
+            conn.execute(text(f"TRUNCATE {', '.join(used)} RESTART IDENTITY CASCADE"))
+        conn.execute(text("SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                          "WHERE c.relkind = 'S' AND n.nspname = 'public'"))
 
 
 class FreshContextClient(FlaskClient):

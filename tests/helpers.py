@@ -18,6 +18,14 @@ def csrf_from(response) -> str:
     return match.group(1) or match.group(2)
 
 
+def log_in_in_english(client, auth, username: str) -> str:
+    """Log in, in English (assertions read the English messages); the CSRF token of the session."""
+    auth.login(username)
+    with client.session_transaction() as session:
+        session["locale"] = "en"
+    return csrf_from(client.get("/dashboard"))
+
+
 def htmx_headers(target: str | None = None, boosted: bool = False) -> dict[str, str]:
     headers = {"HX-Request": "true"}
     if target:

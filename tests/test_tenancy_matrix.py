@@ -19,7 +19,7 @@ from app.coupons.models import BankApiClient, CouponActivity, PartnerBank, Tunne
 from app.vouchers.models import DealMapping, PlatformAccount, ReconciliationItem, Voucher, VoucherVerification
 from app.coupons.models import BankNotification, CouponIssue, CouponReconciliationItem
 from app.activities.prize_models import (CashAccount, CashEntry, PointsAccount, PointsEntry, Prize, PrizeDelivery,
-                                         ThemeDraw, ThemeParticipant)
+                                         ThemeDraw, ThemeParticipant, ThemeVisit)
 from tests.helpers import csrf_from, htmx_headers
 
 
@@ -136,6 +136,17 @@ def _prize_pool(make, org):
     return theme
 
 
+def _gift_draw(make, org):
+    """A theme activity with a gift won and its address left: the draw records and gift shipping screens
+    take the theme activity's id (a draw's own id only after it, /activities/<theme>/deliveries/<draw>/…:
+    tests/activities/test_records_screens.py)."""
+    from tests.activities.draw_records import gift_wheel, gift_with_address
+
+    theme = gift_wheel(make, org).theme
+    gift_with_address(theme)
+    return theme
+
+
 # model -> (how to make bank B's row, [(method, url template, form data, htmx target)])
 MATRIX = {
     Organisation: (lambda make, org: org, [
@@ -208,6 +219,9 @@ MATRIX = {
         ("get", "/activities/{id}/banks", None, None),
         ("get", "/activities/{id}/entry", None, "tab-entry"),
         ("get", "/activities/{id}/qr.png", None, None),
+        ("get", "/activities/{id}/statistics", None, None),
+        ("get", "/activities/{id}/statistics", None, "statistics-body"),
+        ("get", "/activities/{id}/statistics/export", None, None),
         ("get", "/activities/{id}/institutions/template", None, None),
         ("post", "/activities/{id}/banks", {"party_id": "1"}, "tab-banks"),
         ("post", "/activities/{id}/institutions/delete", {"link_ids": "1"}, "tab-institutions"),
@@ -219,11 +233,29 @@ MATRIX = {
     CouponReconciliationItem: (_coupon_reconciliation_item, [
         ("post", "/coupons/reconciliation/{id}/resolve", {}, None),
     ]),
+    ThemeDraw: (_gift_draw, [
+        ("get", "/activities/{id}/draws", None, None),
+        ("get", "/activities/{id}/draws", None, "draw-rows"),
+        ("get", "/activities/{id}/draws/export", None, None),
+        ("post", "/activities/{id}/draws/1/retry", {}, "draw-rows"),
+    ]),
+    PrizeDelivery: (_gift_draw, [
+        ("get", "/activities/{id}/deliveries", None, None),
+        ("get", "/activities/{id}/deliveries?tab=shipped", None, "delivery-rows"),
+        ("get", "/activities/{id}/deliveries/export?full=1", None, None),
+        ("post", "/activities/{id}/deliveries/1/ship", {"tracking_no": "SF1"}, "ship-1"),
+        ("post", "/activities/{id}/deliveries/1/reveal", {}, "contact-1"),
+        ("post", "/activities/{id}/deliveries/import", {}, "delivery-rows"),
+    ]),
     Prize: (_prize_pool, [
         ("get", "/activities/{id}/prizes", None, None),
         ("get", "/activities/{id}/prizes", None, "prize-pool"),
         ("post", "/activities/{id}/prizes", {"name": "x", "kind": "gift", "stock_total": "1", "weight": "1",
                                              "sort_order": "1", "colour": "#000000"}, "prize-pool"),
+        ("get", "/activities/{id}/wheel", None, None),
+        ("get", "/activities/{id}/wheel", None, "wheel-designer"),
+        ("post", "/activities/{id}/wheel/preview", {"rows-0-key": "thanks", "rows-0-sort_order": "1"}, "wheel-preview"),
+        ("post", "/activities/{id}/wheel", {"wheel_on": "y"}, "wheel-designer"),
     ]),
 }
 
@@ -264,10 +296,12 @@ MASTER_DATA = {PartnerBank}
 # above: bank A gets 404 for bank B's issue) and lists the notifications through a scoped query;
 # no URL takes a notification's own id.
 SHOWN_ONLY_WITH_THEIR_ISSUE = {BankNotification}
-# Draws, their participants and gift deliveries, and the customers' points and cash ledgers have no
-# console screen yet: draws are reached through the bank API by theme activity (another bank's is
-# 404, tests/activities/test_draw_api.py) and the H5 page by the customer's own openid.
-DRAW_RECORDS = {ThemeParticipant, ThemeDraw, PrizeDelivery, PointsAccount, PointsEntry, CashAccount, CashEntry}
+# Participants and the customers' points and cash ledgers have no console screen yet: draws are
+# reached through the bank API by theme activity (another bank's is 404, tests/activities/test_draw_api.py),
+# the H5 page by the customer's own openid, and the console's draw records and gift shipping by theme
+# activity (the ThemeDraw and PrizeDelivery rows above). Visits are only ever counted, per theme
+# activity fetched with the tenancy helper.
+DRAW_RECORDS = {ThemeParticipant, PointsAccount, PointsEntry, CashAccount, CashEntry, ThemeVisit}
 
 
 def test_every_model_with_an_org_id_is_in_the_matrix():

@@ -71,7 +71,7 @@ from app.core import crypto
 from app.core.models import public_code
 from app.core.timeutil import BUSINESS_TZ, as_utc, utcnow
 from app.coupons.models import mask_openid
-from app.extensions import db
+from app.extensions import commit_keeping_loaded, db
 
 from . import fulfilment
 from .models import ThemeActivity
@@ -176,7 +176,7 @@ def _draw(which: ColumnElement[bool], open_id: str, key: str, channel: str, api_
         if earlier is None:
             raise
         return _replay(earlier, openid_hash, now)
-    db.session.commit()
+    commit_keeping_loaded()  # the H5 page answers from the theme just read: no need to read it again
     return outcome
 
 
@@ -290,6 +290,26 @@ def _draws_left(theme: ThemeActivity, participant, today: date) -> tuple[int | N
     if total is not None and daily is not None:
         daily = min(daily, total)
     return total, daily
+
+
+def draws_left_of(theme: ThemeActivity, openid_hash: str, now: datetime | None = None) -> tuple[int | None, int | None]:
+    """(lifetime, today's) draws the customer has left, read without drawing (None: no cap)."""
+    today = business_day(now or utcnow())
+    participant = db.session.execute(
+        select(ThemeParticipant.draws_total, ThemeParticipant.draw_day, ThemeParticipant.draws_on_day)
+        .where(ThemeParticipant.theme_activity_id == theme.id, ThemeParticipant.openid_hash == openid_hash)
+    ).one_or_none()
+    return _draws_left(theme, participant or _NO_DRAWS_YET, today)
+
+
+@dataclass(frozen=True)
+class _NoDraws:
+    draws_total: int = 0
+    draw_day: date | None = None
+    draws_on_day: int = 0
+
+
+_NO_DRAWS_YET = _NoDraws()
 
 
 # --- the pick and the stock -----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 `segno`).
 
 The link is `/h5/activities/<theme_no>` on the public base URL (`H5_BASE_URL` when configured,
-else the address the console is served from). The H5 page itself is built with the game (issue 5,
-item 5); until it exists the link answers 404.
+else the address the console is served from). It opens the activity's H5 game page
+(`app.activities.h5`): the customer is identified through 云数汇's OpenID hand-off on the first
+visit, then sees the wheel, the draws left, "My prizes" and the rules.
 """
 from __future__ import annotations
 

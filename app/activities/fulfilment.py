@@ -13,16 +13,18 @@ fulfils once. By kind:
   statements as a bank's request, and its own outbox message calls the tunnel). Its
   `call_trade_no` is `DRAW<draw no.>`, unique per bank, so the coupon is never issued twice. A
   coupon activity that cannot issue (disabled, over, no stock, the customer's limit) fails the
-  fulfilment with the reason, for an operator to see; it is not retried;
+  fulfilment with the reason, for an operator to see; it is retried only by hand (`requeue`);
 - gift: the draw waits for the winner's delivery address (`leave_address`, personal data kept
-  encrypted).
+  encrypted); an operator ships it (`app.activities.records.ship`).
+
+A fulfilment that failed is handed over again by `requeue` (the operator's retry on the draw records).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.core import crypto, outbox
 from app.core.timeutil import utcnow
@@ -40,6 +42,35 @@ NOTE_MAX = 300
 def hand_over(draw_id: int, org_id: int) -> outbox.OutboxMessage:
     """Queue the fulfilment of a won draw, in the draw's transaction (once per draw)."""
     return outbox.add_message(FULFIL_KIND, {"draw_id": draw_id}, org_id=org_id, dedupe_key=f"{FULFIL_KIND}:{draw_id}")
+
+
+class NothingToRetry(Exception):
+    """The draw's fulfilment has not failed (or the draw is gone): nothing to hand over again."""
+
+    def __init__(self, status: str | None):
+        super().__init__(status)
+        self.status = status
+
+
+def requeue(draw_id: int) -> tuple[ThemeDraw, str | None]:
+    """Hand a failed fulfilment over again, once its cause is fixed (an operator's retry); the draw
+    and the reason it had failed. Raises NothingToRetry unless the draw is `failed`.
+
+    The draw is locked and pending again, and a new message is queued: the first one was delivered
+    (a refusal is a result, not an error), so the outbox will not send it again. Its own dedupe key
+    (`…:retry:<n>`) keeps one message per retry; the row lock keeps two operators from both retrying.
+    """
+    draw = db.session.execute(select(ThemeDraw).where(ThemeDraw.id == draw_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one_or_none()
+    if draw is None or draw.fulfilment_status != "failed":
+        raise NothingToRetry(draw.fulfilment_status if draw else None)
+    prefix = f"{FULFIL_KIND}:{draw.id}:retry:"
+    retries = db.session.execute(select(func.count()).select_from(outbox.OutboxMessage)
+                                 .where(outbox.OutboxMessage.dedupe_key.startswith(prefix))).scalar_one()
+    note = draw.fulfilment_note
+    draw.fulfilment_status, draw.fulfilment_note = "pending", None
+    outbox.add_message(FULFIL_KIND, {"draw_id": draw.id}, org_id=draw.org_id, dedupe_key=f"{prefix}{retries + 1}")
+    return draw, note
 
 
 @outbox.outbox_handler(FULFIL_KIND)

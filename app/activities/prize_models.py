@@ -12,6 +12,9 @@
 - `ThemeDraw`: one draw, unique on (theme activity, idempotency key): a retried request finds its
   draw and gets the same answer. It names the prize awarded (the fallback included) and the state of
   its fulfilment; `PrizeDelivery` holds the delivery address a gift's winner leaves (encrypted).
+- `ThemeVisit`: one customer's views of the H5 game page on one Asia/Shanghai day (migration 0018):
+  page views are the sum of `views`, unique visitors the distinct openid hashes. A row per visitor
+  and day, so counting a view never queues on a shared hot row.
 - `PointsAccount` / `PointsEntry` and `CashAccount` / `CashEntry`: a customer's points and cash
   balances per bank, moved only by ledger entries with a unique business key, so a retried
   fulfilment cannot pay twice. They are the members' ledgers (DESIGN: members own the points
@@ -30,13 +33,12 @@ from typing import ClassVar
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String,
                         Text, UniqueConstraint, text)
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from app.core import crypto
 from app.core.models import TenantOwned, Timestamped
 from app.core.timeutil import utcnow
-from app.extensions import db
+from app.extensions import db, upsert  # noqa: F401  (upsert: draw.py and visits.py import it from here)
 
 PRIZE_KINDS = ("coupon", "points", "cash", "gift", "thanks")
 STOCKED_KINDS = ("coupon", "points", "cash", "gift")
@@ -46,12 +48,6 @@ DRAW_CHANNELS = ("h5", "api")
 # handed over (the reason in `fulfilment_note`).
 FULFILMENT_STATUSES = ("none", "pending", "fulfilled", "awaiting_address", "address_given", "shipped", "failed")
 WEIGHT_MIN, WEIGHT_MAX = 1, 100
-
-
-def upsert(model):
-    """`INSERT` with `ON CONFLICT` for these tables, on PostgreSQL or on the embedded default's SQLite."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(model)
 
 
 class Prize(TenantOwned, Timestamped, db.Model):
@@ -168,6 +164,19 @@ class ThemeDraw(TenantOwned, db.Model):
     def fell_back(self) -> bool:
         """The wheel picked a prize whose stock (or the customer's cap) was gone: the fallback was given."""
         return self.picked_prize_id != self.prize_id
+
+
+class ThemeVisit(TenantOwned, db.Model):
+    __tablename__ = "theme_visits"
+    __table_args__ = (CheckConstraint("views >= 1", name="views"),
+                      Index("ix_theme_visits_theme_day", "theme_activity_id", "visit_day"))
+
+    theme_activity_id: Mapped[int] = mapped_column(ForeignKey("theme_activities.id"), primary_key=True)
+    openid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    visit_day: Mapped[date] = mapped_column(Date, primary_key=True)  # Asia/Shanghai
+    views: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
 class PrizeDelivery(TenantOwned, Timestamped, db.Model):

@@ -16,7 +16,7 @@ from app.core.htmx import htmx_targets, render_page, toast
 from app.core.permissions import permission_required
 from app.core.tenancy import get_scoped_or_404
 
-from . import prizes
+from . import prizes, services
 from .forms import STATUS_COLOURS, STATUS_LABELS
 from .models import ThemeActivity
 from .prize_forms import PrizeForm, StockForm
@@ -50,7 +50,7 @@ def _next_order(theme: ThemeActivity) -> int:
 def _context(theme: ThemeActivity, add_form: PrizeForm | None = None, **extra) -> dict:
     if add_form is None:
         add_form = _prize_form(theme, formdata=None, data={"sort_order": _next_order(theme), "weight": 10})
-    status = prizes.theme_status(theme)
+    status = services.effective_status(theme)
     return {"theme": theme, "rows": prizes.pool(theme), "add_form": add_form, "stock_form": StockForm(formdata=None),
             "status": status, "status_labels": STATUS_LABELS, "status_colours": STATUS_COLOURS,
             "kind_labels": prizes.KIND_LABELS, "view_only": status == "expired",

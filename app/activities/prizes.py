@@ -17,7 +17,15 @@ Rules (also in the README design notes):
   activity, may not exceed the coupons that activity has left to issue, and its per-member cap
   may not exceed the activity's per-member limit — otherwise a win could not be fulfilled;
 - order numbers are unique within a pool (1–99); colours are #RRGGBB;
+- a new coupon link needs a coupon activity that has not ended or been terminated;
+- while the wheel is on (`ThemeActivity.wheel_enabled`): no coupon activity that is not on the
+  wheel yet may be put on it (edit the ones there, or turn the wheel off first), and no prize may
+  be taken off it when that would leave fewer than 2 segments; the fallback is always on it;
 - an expired theme activity's pool is view-only.
+
+The rules that span prizes (order numbers, the pool's size, its coupon activities) read the other
+prizes as `PoolPlace`s: as they are now, or as the roulette designer (`wheel_designer`) would leave
+them, so a whole wheel is checked by the same rules as one prize.
 """
 from __future__ import annotations
 
@@ -36,7 +44,6 @@ from app.coupons.models import CouponActivity
 from app.extensions import db
 
 from .models import ThemeActivity
-from .services import effective_status as theme_status
 from .services import is_view_only
 from .prize_models import STOCKED_KINDS, WEIGHT_MAX, WEIGHT_MIN, Prize
 
@@ -54,10 +61,14 @@ CAP_MAX = 999
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 FALLBACK_COLOUR = "#c8c8c8"
 FALLBACK_WEIGHT = 10
+MIN_SEGMENTS = 2
 AUDITED = ("name", "kind", "coupon_activity_id", "points", "cash_fen", "stock_total", "stock_remaining",
            "per_member_cap", "weight", "sort_order", "colour", "enabled")
 KIND_LABELS = {"coupon": _l("Coupon"), "points": _l("Points"), "cash": _l("Cash"), "gift": _l("Gift"),
                "thanks": _l("Thanks for taking part")}
+
+
+FALLBACK_ALWAYS_ON = _l("“Thanks for taking part” is always on the wheel: it cannot be switched off or removed.")
 
 
 class InvalidPrize(ValueError):
@@ -89,6 +100,26 @@ class PrizeDetails:
         return cls(**{f.name: getattr(prize, f.name) for f in fields(cls)})
 
 
+@dataclass(frozen=True)
+class PoolPlace:
+    """Where one prize stands in its pool (as it is, or as a change would leave it): what the rules
+    that span prizes look at."""
+
+    prize_id: int | None  # None: a prize about to be added
+    kind: str
+    coupon_activity_id: int | None
+    sort_order: int | None
+    enabled: bool
+
+    @classmethod
+    def of(cls, prize: Prize) -> "PoolPlace":
+        return cls(prize.id, prize.kind, prize.coupon_activity_id, prize.sort_order, prize.enabled)
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.kind == "thanks"
+
+
 @dataclass
 class PoolRow:
     prize: Prize
@@ -101,6 +132,7 @@ class _Checked:
     theme: ThemeActivity
     prize: Prize | None
     details: PrizeDetails
+    others: list[PoolPlace]  # the pool's other prizes, as they will be
     errors: dict[str, str] = field(default_factory=dict)
 
     def fail(self, name: str, message: str) -> None:
@@ -113,6 +145,12 @@ class _Checked:
 def prizes_of(theme: ThemeActivity) -> list[Prize]:
     return list(db.session.execute(select(Prize).where(Prize.theme_activity_id == theme.id)
                                    .order_by(Prize.sort_order, Prize.id)).scalars())
+
+
+def on_the_wheel(theme: ThemeActivity) -> list[Prize]:
+    """The prizes on the wheel as stored (switched on, and the fallback), in their order: the
+    designer's rows and the H5 page's slices."""
+    return [p for p in prizes_of(theme) if p.enabled or p.is_fallback]
 
 
 def is_drawable(prize: Prize) -> bool:
@@ -193,12 +231,35 @@ def _check_coupon(c: _Checked) -> None:
     if activity is None or activity.theme_activity_id != c.theme.id or activity.org_id != c.theme.org_id:
         c.fail("coupon_activity_id", _("Choose a coupon activity linked to this theme activity."))
         return
-    linked = {p.coupon_activity_id for p in prizes_of(c.theme) if p.coupon_activity_id and p is not c.prize}
+    newly_linked = c.prize is None or c.prize.coupon_activity_id != activity.id
+    if newly_linked and activity.status in ("ended", "terminated"):
+        c.fail("coupon_activity_id", _("Coupon activity %(code)s has ended: its coupons can no longer be prizes.",
+                                       code=activity.code))
+    linked = {p.coupon_activity_id for p in c.others if p.coupon_activity_id}
     if activity.id not in linked and len(linked) >= MAX_COUPON_ACTIVITIES:
         c.fail("coupon_activity_id", _("A prize pool links at most %(n)s coupon activities.", n=MAX_COUPON_ACTIVITIES))
+    if c.theme.wheel_enabled and d.enabled and activity.id not in wheel_coupon_ids(c.theme):
+        c.fail("coupon_activity_id", _("The wheel is on: coupon activity %(code)s is not on it and cannot be put on "
+                                       "it now. Turn the wheel off first, or leave this prize off the wheel.",
+                                       code=activity.code))
     if d.per_member_cap is None or d.per_member_cap > activity.per_member_limit:
         c.fail("per_member_cap", _("Coupon activity %(code)s gives a customer at most %(n)s coupon(s): set a "
                                    "per-member cap of at most %(n)s.", code=activity.code, n=activity.per_member_limit))
+
+
+def wheel_coupon_ids(theme: ThemeActivity) -> set[int]:
+    """The coupon activities of the prizes on the wheel as it is stored now."""
+    return set(db.session.execute(select(Prize.coupon_activity_id).where(
+        Prize.theme_activity_id == theme.id, Prize.enabled.is_(True), Prize.coupon_activity_id.is_not(None))).scalars())
+
+
+def segment_count_problem(count: int) -> str | None:
+    """Why a wheel that is on cannot have `count` segments (None when it can)."""
+    if count < MIN_SEGMENTS:
+        return _("A wheel that is on needs at least %(n)s segments (it has %(count)s).", n=MIN_SEGMENTS, count=count)
+    if count > MAX_PRIZES:
+        return _("A wheel has at most %(n)s segments (it has %(count)s).", n=MAX_PRIZES, count=count)
+    return None
 
 
 def coupon_room(activity: CouponActivity, besides: Prize | None = None) -> int:
@@ -218,7 +279,7 @@ def _check_numbers(c: _Checked) -> None:
         c.fail("weight", _("The weight is a whole number from %(a)s to %(b)s.", a=WEIGHT_MIN, b=WEIGHT_MAX))
     if d.sort_order is None or not 1 <= d.sort_order <= ORDER_MAX:
         c.fail("sort_order", _("The order is a whole number from 1 to %(n)s.", n=ORDER_MAX))
-    elif any(p.sort_order == d.sort_order and p is not c.prize for p in prizes_of(c.theme)):
+    elif any(p.sort_order == d.sort_order for p in c.others):
         c.fail("sort_order", _("Another prize of this pool has order %(n)s.", n=d.sort_order))
     d.colour = (d.colour or "").strip().lower()
     if not COLOUR.match(d.colour):
@@ -235,17 +296,32 @@ def _check_coupon_stock(c: _Checked) -> None:
                                 n=max(room, 0)))
 
 
-def problems(theme: ThemeActivity, details: PrizeDetails, prize: Prize | None = None) -> dict[str, str]:
-    """Field name → message for every rule these details break (empty when they pass)."""
-    c = _Checked(theme, prize, details)
+def _check_places(c: _Checked) -> None:
+    """The pool's size and what the wheel, if it is on, keeps."""
+    prize, others = c.prize, c.others
+    fallback_place = 0 if prize is not None and prize.is_fallback or any(p.is_fallback for p in others) else 1
+    if prize is None and len(others) + 1 + fallback_place > MAX_PRIZES:
+        c.fail("__all__", _("A prize pool holds at most %(n)s prizes, the fallback among them.", n=MAX_PRIZES))
+    if prize is not None and prize.is_fallback and not c.details.enabled:
+        c.fail("enabled", str(FALLBACK_ALWAYS_ON))
+    elif prize is not None and prize.enabled and not c.details.enabled and c.theme.wheel_enabled:
+        problem = segment_count_problem(sum(1 for p in others if p.enabled))
+        if problem:
+            c.fail("enabled", problem)
+
+
+def problems(theme: ThemeActivity, details: PrizeDetails, prize: Prize | None = None,
+             others: list[PoolPlace] | None = None) -> dict[str, str]:
+    """Field name → message for every rule these details break (empty when they pass).
+
+    `others` are the pool's other prizes as they will be (default: as they are now); the roulette
+    designer passes the rest of the wheel it is about to save."""
+    if others is None:
+        others = [PoolPlace.of(p) for p in prizes_of(theme) if prize is None or p.id != prize.id]
+    c = _Checked(theme, prize, details, others)
     if is_view_only(theme):
         c.fail("__all__", _("The activity is over: its prize pool can no longer change."))
-    existing = prizes_of(theme)
-    room = MAX_PRIZES - len(existing) - (0 if any(p.is_fallback for p in existing) else 1)  # the fallback's place
-    if prize is None and room <= 0:
-        c.fail("__all__", _("A prize pool holds at most %(n)s prizes, the fallback among them.", n=MAX_PRIZES))
-    if prize is not None and prize.is_fallback and not details.enabled:
-        c.fail("enabled", _("The fallback prize cannot be switched off."))
+    _check_places(c)
     _check_name(c)
     _check_kind(c)
     _check_numbers(c)
@@ -273,19 +349,38 @@ def ensure_fallback(theme: ThemeActivity, actor_id: int | None = None) -> Prize:
     return prize
 
 
-def _fallback_in(theme: ThemeActivity, actor_id: int | None) -> Prize:
-    """The fallback, added in the caller's transaction if missing (the theme row locked by the caller)."""
-    existing = next((p for p in prizes_of(theme) if p.is_fallback), None)
-    if existing is not None:
-        return existing
-    order = next(n for n in range(ORDER_MAX, 0, -1) if n not in {p.sort_order for p in prizes_of(theme)})
-    prize = Prize(org_id=theme.org_id, theme_activity_id=theme.id, name=_("Thanks for taking part"), kind="thanks",
-                  weight=FALLBACK_WEIGHT, sort_order=order, colour=FALLBACK_COLOUR, enabled=True,
-                  created_by=actor_id, updated_by=actor_id)
+def new_fallback(theme: ThemeActivity, sort_order: int | None = None, actor_id: int | None = None) -> Prize:
+    """A "thanks for taking part" prize for this pool, not yet added (by default at the last free order)."""
+    if sort_order is None:
+        taken = {p.sort_order for p in prizes_of(theme)}
+        sort_order = next(n for n in range(ORDER_MAX, 0, -1) if n not in taken)
+    return Prize(org_id=theme.org_id, theme_activity_id=theme.id, name=_("Thanks for taking part"), kind="thanks",
+                 weight=FALLBACK_WEIGHT, sort_order=sort_order, colour=FALLBACK_COLOUR, enabled=True,
+                 created_by=actor_id, updated_by=actor_id)
+
+
+def new_prize(actor: "Operator", theme: ThemeActivity, details: PrizeDetails) -> Prize:
+    """A prize made of checked details, its whole stock remaining, not yet added."""
+    d = details
+    return Prize(org_id=theme.org_id, theme_activity_id=theme.id, name=d.name, kind=d.kind,
+                 coupon_activity_id=d.coupon_activity_id, points=d.points, cash_fen=d.cash_fen,
+                 stock_total=d.stock_total, stock_remaining=d.stock_total, per_member_cap=d.per_member_cap,
+                 weight=d.weight, sort_order=d.sort_order, colour=d.colour, enabled=d.enabled,
+                 created_by=actor.id, updated_by=actor.id)
+
+
+def insert_prize(theme: ThemeActivity, prize: Prize) -> Prize:
+    """Add a new prize in the caller's transaction, audited (the caller checked it and locked the theme)."""
     db.session.add(prize)
     db.session.flush()
     audit.record("theme_prize.create", "theme_prize", prize.id, after=_snapshot(prize), org_id=theme.org_id)
     return prize
+
+
+def _fallback_in(theme: ThemeActivity, actor_id: int | None) -> Prize:
+    """The fallback, added in the caller's transaction if missing (the theme row locked by the caller)."""
+    existing = next((p for p in prizes_of(theme) if p.is_fallback), None)
+    return existing if existing is not None else insert_prize(theme, new_fallback(theme, actor_id=actor_id))
 
 
 def add_prize(actor: "Operator", theme: ThemeActivity, details: PrizeDetails) -> Prize:
@@ -297,15 +392,7 @@ def add_prize(actor: "Operator", theme: ThemeActivity, details: PrizeDetails) ->
     if errors:
         db.session.rollback()
         raise InvalidPrize(errors)
-    d = details
-    prize = Prize(org_id=theme.org_id, theme_activity_id=theme.id, name=d.name, kind=d.kind,
-                  coupon_activity_id=d.coupon_activity_id, points=d.points, cash_fen=d.cash_fen,
-                  stock_total=d.stock_total, stock_remaining=d.stock_total, per_member_cap=d.per_member_cap,
-                  weight=d.weight, sort_order=d.sort_order, colour=d.colour, enabled=d.enabled,
-                  created_by=actor.id, updated_by=actor.id)
-    db.session.add(prize)
-    db.session.flush()
-    audit.record("theme_prize.create", "theme_prize", prize.id, after=_snapshot(prize), org_id=theme.org_id)
+    prize = insert_prize(theme, new_prize(actor, theme, details))
     db.session.commit()
     return prize
 
@@ -322,17 +409,25 @@ def update_prize(actor: "Operator", theme: ThemeActivity, prize: Prize, details:
     if errors:
         db.session.rollback()
         raise InvalidPrize(errors)
+    if not apply_details(actor, theme, prize, details):
+        db.session.rollback()
+        return prize
+    db.session.commit()
+    return prize
+
+
+def apply_details(actor: "Operator", theme: ThemeActivity, prize: Prize, details: PrizeDetails) -> bool:
+    """Set a prize's editable fields to checked details in the caller's transaction; one audit event when
+    anything changed (False when nothing did)."""
     before = _snapshot(prize)
     for name in EDITABLE:
         setattr(prize, name, getattr(details, name))
     old, new = audit.changed(before, _snapshot(prize))
     if not new:
-        db.session.rollback()
-        return prize
+        return False
     prize.updated_by = actor.id
     audit.record("theme_prize.update", "theme_prize", prize.id, before=old, after=new, org_id=theme.org_id)
-    db.session.commit()
-    return prize
+    return True
 
 
 def add_stock(actor: "Operator", theme: ThemeActivity, prize: Prize, amount: int | None) -> Prize:

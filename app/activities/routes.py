@@ -24,7 +24,7 @@ from app.core.exports import EXPORT_ROW_LIMIT, Column, export_response, refuse_o
 from app.core.htmx import done, htmx_targets, render_page, toast, trigger
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
 from app.core.permissions import permission_required
-from app.core.tenancy import get_scoped_or_404, scoped
+from app.core.tenancy import get_scoped_or_404
 from app.core.timeutil import format_local, local_day_range, parse_day, utcnow
 from app.coupons.models import PartnerBank
 from app.extensions import db
@@ -82,9 +82,7 @@ def list_activities():
 
 def _visible_bank(bank_id) -> PartnerBank | None:
     """The bank a filter or form names, if the operator sees it (for showing it as picked)."""
-    if not str(bank_id or "").isdigit():
-        return None
-    return db.session.execute(scoped(PartnerBank, current_user).where(PartnerBank.id == int(bank_id))).scalar()
+    return services.visible_bank(current_user, bank_id)
 
 
 def _export_columns(names: dict, now) -> list[Column]:

@@ -460,6 +460,13 @@ def bank_names(ids: Iterable[int | None]) -> dict[int, str]:
     return _names(PartnerBank, PartnerBank.name, ids)
 
 
+def visible_bank(actor: "Operator", bank_id: Any) -> PartnerBank | None:
+    """The bank a filter or form names, if the operator sees it (for showing it as picked)."""
+    if not str(bank_id or "").isdigit():
+        return None
+    return db.session.execute(scoped(PartnerBank, actor).where(PartnerBank.id == int(bank_id))).scalar()
+
+
 def operator_names(ids: Iterable[int | None]) -> dict[int, str]:
     from app.auth.models import Operator
 

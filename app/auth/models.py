@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cached_property
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -46,7 +47,9 @@ class Operator(UserMixin, TenantOwned, Timestamped, db.Model):
     )
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)  # scrypt, werkzeug's default
+        # scrypt, werkzeug's default, unless the configuration names another work factor (tests)
+        method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt") if has_app_context() else "scrypt"
+        self.password_hash = generate_password_hash(password, method=method)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -75,6 +78,13 @@ class Operator(UserMixin, TenantOwned, Timestamped, db.Model):
     def is_active(self) -> bool:
         """Active when the account, its organisation and every organisation above it are active."""
         return self.status == "active" and self.org.is_active_with_ancestors()
+
+    @property
+    def is_authenticated(self) -> bool:
+        # Flask-Login's default answers `is_active`, a query up the organisation tree, on every
+        # `current_user.is_authenticated` of a request. The user loader (app/web.py) already refuses
+        # an inactive operator once per request, so a loaded operator is authenticated.
+        return True
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"

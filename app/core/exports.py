@@ -1,5 +1,6 @@
-"""CSV and XLSX exports of list pages, streamed, with personal data masked by the caller's columns,
-and the refusal of an export that would hold more rows than allowed."""
+"""CSV and XLSX exports of list pages, streamed, with personal data masked by the caller's columns;
+workbooks of several sheets (`Sheet`, `workbook_response`) for statistics; and the refusal of an
+export that would hold more rows than allowed."""
 from __future__ import annotations
 
 import csv
@@ -19,6 +20,7 @@ from app.core.timeutil import BUSINESS_TZ, utcnow
 from app.extensions import db
 
 FORMATS = ("csv", "xlsx")
+XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_ROW_LIMIT = 10_000  # §3: one export of the coupon and activity screens holds at most 10,000 rows
 TOO_MANY_ROWS = _l("%(total)s rows match, more than the %(limit)s an export may hold. Narrow the filters and "
                    "export again.")
@@ -28,6 +30,15 @@ TOO_MANY_ROWS = _l("%(total)s rows match, more than the %(limit)s an export may 
 class Column:
     header: str
     value: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One sheet of a workbook: its title (at most 31 characters are kept), columns and rows."""
+
+    title: str
+    columns: list[Column]
+    rows: Iterable[Any]
 
 
 def rows_for_export(stmt: Select, batch: int = 1000) -> Iterator[Any]:
@@ -59,12 +70,13 @@ def _csv_chunks(columns: list[Column], rows: Iterable[Any]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def _xlsx_bytes(columns: list[Column], rows: Iterable[Any], sheet: str) -> bytes:
+def _xlsx_bytes(sheets: Iterable[Sheet]) -> bytes:
     workbook = Workbook(write_only=True)
-    worksheet = workbook.create_sheet(title=sheet[:31])
-    worksheet.append([c.header for c in columns])
-    for row in rows:
-        worksheet.append([_cell(c.value(row)) for c in columns])
+    for sheet in sheets:
+        worksheet = workbook.create_sheet(title=sheet.title[:31])
+        worksheet.append([c.header for c in sheet.columns])
+        for row in sheet.rows:
+            worksheet.append([_cell(c.value(row)) for c in sheet.columns])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
@@ -78,15 +90,21 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def export_response(base_name: str, fmt: str, columns: list[Column], rows: Iterable[Any]) -> Response:
+def _disposition(base_name: str, fmt: str) -> dict[str, str]:
     filename = export_filename(base_name, fmt)
-    disposition = f"attachment; filename=\"export.{fmt}\"; filename*=UTF-8''{quote(filename)}"
+    return {"Content-Disposition": f"attachment; filename=\"export.{fmt}\"; filename*=UTF-8''{quote(filename)}"}
+
+
+def export_response(base_name: str, fmt: str, columns: list[Column], rows: Iterable[Any]) -> Response:
     if fmt == "xlsx":
-        body = _xlsx_bytes(columns, rows, base_name)
-        mimetype = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})
+        return workbook_response(base_name, [Sheet(base_name, columns, rows)])
     return Response(stream_with_context(_csv_chunks(columns, rows)), mimetype="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": disposition})
+                    headers=_disposition(base_name, fmt))
+
+
+def workbook_response(base_name: str, sheets: list[Sheet]) -> Response:
+    """An xlsx of the given sheets, in their order, named like every export (base name and Shanghai time)."""
+    return Response(_xlsx_bytes(sheets), mimetype=XLSX_MIMETYPE, headers=_disposition(base_name, "xlsx"))
 
 
 def refuse_oversized_export(total: int, limit: int, back: str, wording: LazyString = TOO_MANY_ROWS) -> Response | None:

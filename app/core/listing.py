@@ -83,10 +83,12 @@ class Page:
         return list(range(start, min(self.pages, start + size - 1) + 1))
 
 
-def paginate(stmt: Select, params: ListParams) -> Page:
-    """Run a count and one page of the (already filtered and ordered) statement."""
+def paginate(stmt: Select, params: ListParams, *, whole_rows: bool = False) -> Page:
+    """Run a count and one page of the (already filtered and ordered) statement: its first column's
+    values, or whole rows (`whole_rows`, for a statement of an entity and figures beside it)."""
     total = db.session.execute(select(func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
     pages = max(1, ceil(total / params.per_page))
     page = min(params.page, pages)
-    items = list(db.session.execute(stmt.limit(params.per_page).offset((page - 1) * params.per_page)).scalars())
+    result = db.session.execute(stmt.limit(params.per_page).offset((page - 1) * params.per_page))
+    items = list(result.all() if whole_rows else result.scalars())
     return Page(items=items, total=total, page=page, per_page=params.per_page)

@@ -44,6 +44,8 @@ MENU: list[tuple[str, list[NavLink]]] = [
         NavLink("coupon_reports.daily_redemption_summary", _l("Daily redemption summary"), "bar-chart", "coupons.view"),
         NavLink("coupon_reports.monthly_redemption_summary", _l("Monthly redemption summary"), "graph-up",
                 "coupons.view"),
+        NavLink("theme_statistics.all_statistics", _l("Theme activity statistics"), "bar-chart-line",
+                "activities.view"),
     ]),
     (_l("Master data"), [
         NavLink("masterdata.list_institutions", _l("Institutions"), "building", "masterdata.manage"),

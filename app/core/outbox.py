@@ -8,12 +8,13 @@ and each message is attempted by one of them at a time.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from flask import current_app
-from sqlalchemy import JSON, CheckConstraint, DateTime, Index, Integer, String, Text, event, select
+from sqlalchemy import JSON, CheckConstraint, DateTime, Index, Integer, String, Text, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.core.timeutil import utcnow
@@ -158,12 +159,20 @@ def _attempt(message: OutboxMessage) -> DeliveryOutcome:
     """Run the handler while holding the row lock, then record the outcome and commit.
 
     The handler runs inside a savepoint: database work it does commits with the delivery, and
-    whatever it leaves half-done when it raises is undone without losing the row lock.
+    whatever it leaves half-done when it raises is undone without losing the row lock. On the
+    embedded default's SQLite the message is leased instead (`_lease`) and the handler runs in a
+    transaction of its own, rolled back whole when it raises: a savepoint would open SQLite's
+    transaction before the handler calls a partner, and that snapshot could not write after the
+    in-process sandbox, answering the call, had written.
     """
-    message.attempts += 1
-    db.session.flush()
+    postgresql = db.session.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        message.attempts += 1
+        db.session.flush()
+    elif not _lease(message):
+        return DeliveryOutcome(message.id, "pending", "taken by another relay")
     try:
-        with db.session.begin_nested():
+        with db.session.begin_nested() if postgresql else _whole_transaction():
             result = handler_for(message.kind)(dict(message.payload))
     except Exception as exc:  # a handler signals failure by raising, whatever the reason
         error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -180,6 +189,40 @@ def _attempt(message: OutboxMessage) -> DeliveryOutcome:
     message.last_result = None if result is None else str(result)[:2000]
     db.session.commit()
     return DeliveryOutcome(message.id, "delivered")
+
+
+@contextmanager
+def _whole_transaction():
+    """The SQLite handler's transaction: rolled back whole (the message re-read) when the handler raises."""
+    session = db.session()
+    session.info["outbox_unnested"] = True
+    try:
+        yield
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.info.pop("outbox_unnested", None)
+
+
+SQLITE_LEASE = timedelta(minutes=2)
+
+
+def _lease(message: OutboxMessage) -> bool:
+    """The embedded default's stand-in for the row lock (SQLite has none, and its one write lock,
+    held while a handler waits on a partner, would stop every other writer, the in-process sandbox
+    answering that very call included): count the attempt and push the message out of the relays'
+    way by a conditional UPDATE, committed before the handler runs. False: another thread took it."""
+    seen = message.attempts
+    taken = db.session.execute(
+        update(OutboxMessage).where(OutboxMessage.id == message.id, OutboxMessage.status == "pending",
+                                    OutboxMessage.attempts == seen)
+        .values(attempts=seen + 1, next_attempt_at=utcnow() + SQLITE_LEASE)
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    if taken:
+        db.session.refresh(message)
+    return bool(taken)
 
 
 def retry_by_hand(message: OutboxMessage) -> None:

@@ -11,7 +11,7 @@ What is made, for the demo bank BANK-EAST (BANK-SOUTH gets its master-data row t
 - a bank API client whose key pair is made here: the bank's private key is written to
   `key_file` (by default instance/demo-bank-client.pem) so a person can sign requests
   (`flask coupons demo-issue`); if the file is lost, a new pair replaces the client's certificate;
-- a theme activity (rows; its screens are issue 5's) and four coupon activities
+- a theme activity (rows; its wheel, prizes and draws are app/activities/demo.py's) and four coupon activities
   (`activities.create_activity`, each "created" on its start day): WeChat and Alipay through
   云数汇, running; UnionPay through 云数汇, ended ten days ago; WeChat through the direct tunnel;
 - about 50 issues: 47 settled ones spread over the last 60 days (succeeded, used, expired,
@@ -106,7 +106,7 @@ def seed_coupon_demo(orgs: dict, key_file: Path | None = None) -> dict:
     activities = _seed_activities(bank_org, theme, institutions[0], accounts)
     _seed_history(bank_org, client, activities, site)
     _seed_live_issues(client, activities["wechat"], site)
-    return {"client": client, "activities": activities, "accounts": accounts, "key_file": key_file}
+    return {"client": client, "theme": theme, "activities": activities, "accounts": accounts, "key_file": key_file}
 
 
 def default_key_file() -> Path:
@@ -209,7 +209,8 @@ def _seed_theme(bank_org, partner_bank: PartnerBank, institutions: list[Institut
                           institution_id=institutions[0].id, partner_bank_id=partner_bank.id,
                           position_no=POSITIONS[0][0], start_at=_day_start(now - timedelta(days=90)),
                           end_at=_day_start(now + timedelta(days=120)), status="active", wheel_enabled=False,
-                          rules="活动期间，华东示范银行信用卡持卡人每人每天可领取一次优惠券，先到先得，领完即止。",
+                          rules="活动期间，华东示范银行信用卡持卡人每人每天可抽奖一次，整个活动期间最多十次；奖品有微信立减券、"
+                                "积分、现金红包和联名保温杯，先到先得，抽完即止。实物奖品请在“我的奖品”中填写收货地址。",
                           participation_limit=10, daily_limit=1)
     db.session.add(theme)
     db.session.flush()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -33,12 +34,16 @@ ENABLED_LABELS = {True: _l("In effect"), False: _l("Disabled")}
 
 
 def discount_label(bp: int | None) -> str:
-    """9000 → '9折' in Chinese ('pays 90% of the price' in English): translators may use either value."""
+    """9000 → '9折' in Chinese, 'pays 90% of the price' in English.
+
+    折 is counted in tenths of the price paid, a way of saying it other languages do not share, so
+    Chinese gets its own words here rather than a translation of the English sentence."""
     if bp is None:
         return ""
-    zhe = f"{Decimal(bp) / 1000:.2f}".rstrip("0").rstrip(".")
+    if str(get_locale() or "").startswith("zh"):
+        return f"{Decimal(bp) / 1000:.2f}".rstrip("0").rstrip(".") + "折"
     percent = f"{Decimal(bp) / 100:.2f}".rstrip("0").rstrip(".")
-    return _("pays %(percent)s%% of the price", percent=percent, zhe=zhe)
+    return _("pays %(percent)s%% of the price", percent=percent)
 
 
 def _optional_int(value) -> int | None:

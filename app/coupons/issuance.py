@@ -38,7 +38,7 @@ from sqlalchemy.orm import lazyload
 from app.core import audit, crypto, outbox
 from app.core.tenancy import scoped
 from app.core.timeutil import BUSINESS_TZ, utcnow
-from app.extensions import db
+from app.extensions import commit_keeping_loaded, db, upsert
 
 from . import bank_auth, notifications
 from .models import (BankApiClient, CouponActivity, CouponIssue, CouponMemberCount, PartnerBank, TunnelAccount,
@@ -280,7 +280,7 @@ def _store_new_issue(client: BankApiClient, activity: CouponActivity, request: I
     if refusal:
         db.session.rollback()
         raise refusal
-    db.session.commit()
+    commit_keeping_loaded()  # the answer is made from the issue just written: no need to read it again
     return issue
 
 
@@ -309,18 +309,9 @@ def _queue_delivery(issue: CouponIssue) -> None:
 # --- stock and per-member counts -----------------------------------------------------------------
 
 
-def _dialect_insert():
-    if db.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
 def _take_counts(issue: CouponIssue, activity: CouponActivity) -> IssueRefused | None:
     """Count one more coupon for the customer and for the activity, both guarded; None when both held."""
-    insert = _dialect_insert()
-    member = insert(CouponMemberCount).values(coupon_activity_id=activity.id, openid_hash=issue.openid_hash, issued=1)
+    member = upsert(CouponMemberCount).values(coupon_activity_id=activity.id, openid_hash=issue.openid_hash, issued=1)
     member = member.on_conflict_do_update(
         index_elements=["coupon_activity_id", "openid_hash"], set_={"issued": CouponMemberCount.issued + 1},
         where=CouponMemberCount.issued < activity.per_member_limit,
@@ -444,19 +435,22 @@ def deliver_issue(payload: dict) -> str:
     if issue.status in FINAL:
         return f"nothing to do: already {issue.status}"
     tried_before = issue.attempts > 0
-    issue.attempts += 1
     try:
         tunnel = tunnel_for(issue)
         lookup = tunnel.look_up(issue) if tried_before else None  # did an earlier call get through?
-        if lookup is not None:
-            _apply_lookup(issue.id, lookup)
-            return f"settled by query: {lookup.word.trade_status}"
-        word = tunnel.issue(issue)
+        word = tunnel.issue(issue) if lookup is None else lookup.word
     except TunnelUnavailable:
         issue_id = issue.id
         notifications.persist_despite_rollback(lambda session: session.execute(
             update(CouponIssue).where(CouponIssue.id == issue_id).values(attempts=CouponIssue.attempts + 1)))
         raise
+    # Counted once the tunnel has answered: nothing is written while it is called (on the embedded
+    # default's SQLite a pending write would lock out the in-process sandbox answering the call), and
+    # an answer that never comes rolls the count back either way (the outbox's savepoint).
+    issue.attempts += 1
+    if lookup is not None:
+        _apply_lookup(issue.id, lookup)
+        return f"settled by query: {lookup.word.trade_status}"
     settle(issue.id, word, "answer")
     return f"answered {word.trade_status}"
 

@@ -47,12 +47,13 @@ def persist_despite_rollback(work: Callable[[Session], object]) -> None:
     is open (the handler was called directly)."""
     session = db.session()
     savepoint = session.get_nested_transaction()
-    if savepoint is None:
+    unnested = session.info.get("outbox_unnested")  # the embedded default's outbox rolls back the whole transaction
+    if savepoint is None and not unnested:
         work(session)
         return
 
     def after_rollback(rolled_back_session: Session, previous_transaction) -> None:
-        if previous_transaction is savepoint:
+        if previous_transaction is savepoint or (unnested and previous_transaction.parent is None):
             event.listen(rolled_back_session, "before_commit", lambda committing: work(committing), once=True)
 
     event.listen(session, "after_soft_rollback", after_rollback, once=True)

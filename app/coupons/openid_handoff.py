@@ -10,9 +10,21 @@
 
 A refusal is shown to the bank's customer on a small mobile page (templates/h5/); it carries the
 way back to the bank's page only when that page is known from our own state and still allowed.
+
+Our own H5 pages (the theme activities' game, `/h5/...`) use the same hand-off with two differences
+(`start_own_page` / `finish_own_page`): the redirect must be on our own H5 host (the host of
+`H5_BASE_URL` or `PUBLIC_BASE_URL`, path under `/h5/`), which is always allowed, so no bank API
+client's allow-list is involved; and the openid never travels on to the page in its URL. 云数汇
+returns to a callback on the page's own host (so the cookie lands where the page reads it); the
+view there keeps the openid in the signed session, keyed by the bank's organisation, and sends the
+browser on to the page without it. The page never takes `?openid=` as identity: anyone could type
+one. The state is bound to the browser by a random nonce kept in the session, so a callback URL
+handed to someone else (or planted in their browser) signs nobody in. The two kinds of state are not
+interchangeable: a bank's callback refuses an own-page state and the other way round.
 """
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -43,39 +55,115 @@ def _serializer() -> URLSafeTimedSerializer:
 
 def start(bank_id: str | None, redirect: str | None) -> str:
     """The 云数汇 URL to send the visitor to; raises HandoffRefused."""
-    from app.providers.yunshuhui import YunshuhuiClient, YunshuhuiError
-
     if not bank_id or not redirect:
         raise HandoffRefused(400, "INVALID_FIELD", "bankId and redirect are required")
-    bank = db.session.execute(select(PartnerBank).where(PartnerBank.code == bank_id,
-                                                        PartnerBank.status == "normal")).scalar_one_or_none()
-    if bank is None:
-        raise HandoffRefused(404, "BANK_NOT_FOUND", f"no bank has the code {bank_id}")
+    bank = _bank(bank_id)
     _check_redirect(bank.org_id, redirect)
-    account = issuance.tunnel_account(bank.org_id, "yunshuhui")
-    if account is None or not account.openid_url:
-        raise HandoffRefused(409, "TUNNEL_NOT_CONFIGURED", "the bank has no 云数汇 account with an OpenID page")
-    state = _serializer().dumps({"org": bank.org_id, "redirect": redirect})
-    callback = f"{issuance.public_base_url()}/api/v1/openid/callback?{urlencode({'state': state})}"
-    try:
-        return YunshuhuiClient.for_account(account).openid_url(callback)
-    except YunshuhuiError as exc:
-        raise HandoffRefused(409, "TUNNEL_NOT_CONFIGURED", exc.message) from exc
+    callback = f"{issuance.public_base_url()}/api/v1/openid/callback"
+    return _to_yunshuhui(bank, {"org": bank.org_id, "redirect": redirect}, callback)
 
 
 def finish(state: str | None, openid: str | None, source: str | None) -> str:
     """The bank's URL with the visitor's openid; raises HandoffRefused."""
-    try:
-        sealed = _serializer().loads(state or "", max_age=STATE_MAX_AGE_SECONDS)
-    except SignatureExpired as exc:
-        raise HandoffRefused(400, "STATE_EXPIRED", "the hand-off took too long; start again from the bank's page",
-                             back_url=_allowed_or_none(_serializer().loads(state or ""))) from exc
-    except BadSignature as exc:
-        raise HandoffRefused(400, "STATE_INVALID", "the hand-off state is not ours") from exc
-    if source != "dshy" or not openid or not issuance.OPEN_ID.match(openid):
-        raise HandoffRefused(400, "OPENID_MISSING", "云数汇 did not send an openid", back_url=_allowed_or_none(sealed))
+    sealed = _open(state, _allowed_or_none)
+    if "nonce" in sealed:  # sealed for one of our own pages: its openid stays in our session
+        raise HandoffRefused(400, "STATE_INVALID", "the hand-off state is not for a bank's page")
+    _check_openid(openid, source, _allowed_or_none(sealed))
     _check_redirect(sealed["org"], sealed["redirect"])  # the allow-list may have changed meanwhile
     return with_openid(sealed["redirect"], openid)
+
+
+@dataclass(frozen=True)
+class OwnPageVisitor:
+    """Who 云数汇 says is on one of our own H5 pages, and the page to go back to (without the openid)."""
+
+    org_id: int
+    openid: str
+    page_url: str
+
+
+def start_own_page(bank_id: str | None, page_url: str, callback_path: str, nonce: str) -> str:
+    """The 云数汇 URL for a visitor of our own H5 page `page_url`: 云数汇 comes back to `callback_path`
+    on the page's host, with a state bound to the browser's `nonce`. Raises HandoffRefused."""
+    origin = own_page_origin(page_url)
+    if origin is None:
+        raise HandoffRefused(422, "URL_NOT_ALLOWED", "redirect: not one of our own H5 pages")
+    if not bank_id:
+        raise HandoffRefused(409, "TUNNEL_NOT_CONFIGURED", "the activity has no bank")
+    bank = _bank(bank_id)
+    return _to_yunshuhui(bank, {"org": bank.org_id, "redirect": page_url, "nonce": nonce}, origin + callback_path)
+
+
+def finish_own_page(state: str | None, openid: str | None, source: str | None, nonce: str | None) -> OwnPageVisitor:
+    """The visitor 云数汇 sent back to one of our own pages; raises HandoffRefused (its way back is
+    the page itself, which starts a fresh hand-off)."""
+    sealed = _open(state, _own_page_or_none)
+    page = _own_page_or_none(sealed)
+    if page is None or not nonce or not hmac.compare_digest(str(sealed.get("nonce", "")), nonce):
+        raise HandoffRefused(400, "STATE_INVALID", "the hand-off was not started in this browser", back_url=page)
+    _check_openid(openid, source, page)
+    return OwnPageVisitor(sealed["org"], openid, page)
+
+
+def own_origins() -> list[str]:
+    """Where our own H5 pages are served: the origins of H5_BASE_URL and PUBLIC_BASE_URL."""
+    bases = (current_app.config.get("H5_BASE_URL"), issuance.public_base_url())
+    return list(dict.fromkeys(origin for origin in map(_origin, bases) if origin))
+
+
+def own_page_origin(url: str | None) -> str | None:
+    """The origin of `url` when it is one of our own H5 pages (our host, path under /h5/); else None."""
+    origin = _origin(url)
+    return origin if origin in own_origins() and urlsplit(url).path.startswith("/h5/") else None
+
+
+def _origin(url: str | None) -> str | None:
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _bank(bank_id: str) -> PartnerBank:
+    bank = db.session.execute(select(PartnerBank).where(PartnerBank.code == bank_id,
+                                                        PartnerBank.status == "normal")).scalar_one_or_none()
+    if bank is None:
+        raise HandoffRefused(404, "BANK_NOT_FOUND", f"no bank has the code {bank_id}")
+    return bank
+
+
+def _to_yunshuhui(bank: PartnerBank, sealed: dict, callback: str) -> str:
+    from app.providers.yunshuhui import YunshuhuiClient, YunshuhuiError
+
+    account = issuance.tunnel_account(bank.org_id, "yunshuhui")
+    if account is None or not account.openid_url:
+        raise HandoffRefused(409, "TUNNEL_NOT_CONFIGURED", "the bank has no 云数汇 account with an OpenID page")
+    state = _serializer().dumps(sealed)
+    try:
+        return YunshuhuiClient.for_account(account).openid_url(f"{callback}?{urlencode({'state': state})}")
+    except YunshuhuiError as exc:
+        raise HandoffRefused(409, "TUNNEL_NOT_CONFIGURED", exc.message) from exc
+
+
+def _open(state: str | None, way_back) -> dict:
+    """The sealed `{org, redirect[, nonce]}` of a fresh state we signed; raises HandoffRefused."""
+    try:
+        return _serializer().loads(state or "", max_age=STATE_MAX_AGE_SECONDS)
+    except SignatureExpired as exc:
+        raise HandoffRefused(400, "STATE_EXPIRED", "the hand-off took too long; start again from the bank's page",
+                             back_url=way_back(_serializer().loads(state or ""))) from exc
+    except BadSignature as exc:
+        raise HandoffRefused(400, "STATE_INVALID", "the hand-off state is not ours") from exc
+
+
+def _check_openid(openid: str | None, source: str | None, back_url: str | None) -> None:
+    if source != "dshy" or not openid or not issuance.OPEN_ID.match(openid):
+        raise HandoffRefused(400, "OPENID_MISSING", "云数汇 did not send an openid", back_url=back_url)
+
+
+def _own_page_or_none(sealed: dict) -> str | None:
+    """Our own page from a state we signed for it (for a way back)."""
+    return sealed["redirect"] if "nonce" in sealed and own_page_origin(sealed["redirect"]) else None
 
 
 def _check_redirect(org_id: int, redirect: str) -> None:

@@ -31,14 +31,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Date, Select, case, func, or_, select
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy import Select, case, func, or_, select
 
 from app.activities.models import ThemeActivity
 from app.core import crypto
+# clamp_days stays importable from here: the report screens use it.
+from app.core.reporting import as_date, clamp_days, local_day, local_month, percent  # noqa: F401
 from app.core.tenancy import in_org_subtree, scoped
-from app.core.timeutil import BUSINESS_TZ, local_day_range
+from app.core.timeutil import local_day_range
 from app.coupons.models import COUPON_TYPES, CouponActivity, CouponIssue
 from app.extensions import db
 
@@ -47,46 +47,8 @@ if TYPE_CHECKING:
 
 ISSUE_STATES = ("issuing", "issued", "used", "expired", "failed")
 PENDING_STATUSES = ("queued", "processing")
-MAX_DAYS = 366
 MAX_MONTHS = 24
-DEFAULT_DAYS = 30
 DEFAULT_MONTHS = 6  # the "half-year" of the monthly summaries
-
-
-# --- Shanghai days and months in SQL ---------------------------------------------------------
-
-class local_day(FunctionElement):  # noqa: N801 - used like a SQL function
-    """The Asia/Shanghai date of a UTC timestamp column."""
-
-    type = Date()
-    inherit_cache = True
-
-
-class local_month(FunctionElement):  # noqa: N801
-    """The first day of the Asia/Shanghai month of a UTC timestamp column."""
-
-    type = Date()
-    inherit_cache = True
-
-
-@compiles(local_day, "postgresql")
-def _pg_day(element, compiler, **kw):
-    return f"date(timezone('{BUSINESS_TZ}', {compiler.process(element.clauses, **kw)}))"
-
-
-@compiles(local_month, "postgresql")
-def _pg_month(element, compiler, **kw):
-    return f"date(date_trunc('month', timezone('{BUSINESS_TZ}', {compiler.process(element.clauses, **kw)})))"
-
-
-@compiles(local_day)
-def _sqlite_day(element, compiler, **kw):
-    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
-
-
-@compiles(local_month)
-def _sqlite_month(element, compiler, **kw):
-    return f"strftime('%Y-%m-01', {compiler.process(element.clauses, **kw)}, '+8 hours')"
 
 
 # --- filters -----------------------------------------------------------------------------------
@@ -117,17 +79,6 @@ def add_months(day: date, months: int) -> date:
     """The first day of the month `months` after (or before) `day`'s month."""
     index = day.year * 12 + day.month - 1 + months
     return date(index // 12, index % 12 + 1, 1)
-
-
-def clamp_days(first: date | None, last: date | None, today: date) -> tuple[date, date]:
-    """A day range in order, defaulting to the last 30 days and at most a year long."""
-    last = last or today
-    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
-    if last < first:
-        first, last = last, first
-    if (last - first).days >= MAX_DAYS:
-        first = last - timedelta(days=MAX_DAYS - 1)
-    return first, last
 
 
 def clamp_months(first: date | None, last: date | None, today: date) -> tuple[date, date]:
@@ -307,11 +258,6 @@ class Period:
         return percent(self.redeemed, self.issued)
 
 
-def percent(part: int, whole: int) -> float | None:
-    """part ÷ whole in percent with one decimal; None when there is no whole."""
-    return round(100 * part / whole, 1) if whole else None
-
-
 def growth(current: int, previous: int | None) -> float | None:
     """Month-on-month growth in percent; None for the first month or after an empty one."""
     if not previous:
@@ -349,10 +295,6 @@ def _bucket(grain: str, column):
     return local_day(column) if grain == "day" else local_month(column)
 
 
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
 def _add_issue_counts(actor: "Operator", f: ReportFilters, grain: str, periods: dict[date, Period],
                       first: date, last: date) -> None:
     """Requests, issued, failed, pending, face value and issued per coupon type, by period of `created_at`."""
@@ -364,7 +306,7 @@ def _add_issue_counts(actor: "Operator", f: ReportFilters, grain: str, periods: 
     stmt = stmt.where(*_in_days(CouponIssue.created_at, first, last)).group_by(
         bucket, CouponActivity.coupon_type, CouponIssue.status)
     for start, coupon_type, status, count, face_fen in db.session.execute(stmt).all():
-        period = periods.get(_as_date(start))
+        period = periods.get(as_date(start))
         if period is None:
             continue
         period.requested += count
@@ -391,7 +333,7 @@ def _add_redemption_counts(actor: "Operator", f: ReportFilters, grain: str, peri
     stmt = stmt.where(CouponIssue.redemption_status == "used", *_in_days(CouponIssue.used_at, first, last)).group_by(
         bucket, CouponActivity.coupon_type)
     for start, coupon_type, count, redeemed_fen, order_fen in db.session.execute(stmt).all():
-        period = periods.get(_as_date(start))
+        period = periods.get(as_date(start))
         if period is None:
             continue
         period.redeemed += count

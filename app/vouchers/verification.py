@@ -49,7 +49,7 @@ from app.auth.models import Operator
 from app.core import audit, crypto
 from app.core.tenancy import scoped
 from app.core.timeutil import business_today, local_day_start, utcnow
-from app.extensions import db
+from app.extensions import commit_keeping_loaded, db
 from app.gym import services as gym
 from app.gym.models import ClassSession, GymGrant
 from app.members import services as members
@@ -191,7 +191,7 @@ def _ask(actor: Operator, scanned: Scanned, transport=None) -> tuple[VoucherPrev
             continue
         asked = True
         client = client_for(account, transport)
-        _commit_keeping_loaded()  # no database connection is held while the platform answers
+        commit_keeping_loaded()  # no database connection is held while the platform answers
         try:
             if platform == "douyin" and scanned.short_link:
                 found = client.prepare(encrypted_data=client.resolve_short_link(scanned.short_link))
@@ -219,19 +219,6 @@ def _ask(actor: Operator, scanned: Scanned, transport=None) -> tuple[VoucherPrev
 def _visible(actor: Operator, org_id: int) -> bool:
     org = db.session.get(Organisation, org_id)
     return org is not None and org.path.startswith(actor.org.path)
-
-
-def _commit_keeping_loaded() -> None:
-    """End the transaction (handing its connection back to the pool) without expiring what this
-    request has loaded (the operator, the account, the mapping, the voucher just written): the
-    preview only reads them afterwards, and reloading each of them cost four queries per scan."""
-    session = db.session()
-    keep = session.expire_on_commit
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = keep
 
 
 def _upsert_voucher(actor: Operator, found: VoucherPreview, account: PlatformAccount, mapping: DealMapping | None
@@ -268,7 +255,7 @@ def _upsert_voucher(actor: Operator, found: VoucherPreview, account: PlatformAcc
         if mapping is not None:
             voucher.product_id = mapping.product_id
         try:
-            _commit_keeping_loaded()
+            commit_keeping_loaded()
             return voucher
         except IntegrityError:  # another desk inserted it at the same moment
             db.session.rollback()
@@ -446,7 +433,7 @@ def _platform_verify(actor: Operator, voucher: Voucher, verification: VoucherVer
     """Step (b). Returns (platform_verify_id, certificate_id) or raises VoucherError."""
     account = account_for(actor.org, voucher.platform)
     client = client_for(account, transport)
-    _commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
+    commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
     try:
         if voucher.platform == "meituan":
             done = client.consume(voucher.code, verification.count, verification.request_id, account.store_ref,
@@ -466,7 +453,7 @@ def _douyin_lookup(actor: Operator, voucher: Voucher, verification: VoucherVerif
     """After an unknown Douyin outcome: (verify_id, certificate_id) of a verify record that is ours, or None."""
     account = account_for(actor.org, voucher.platform)
     client = client_for(account, transport)
-    _commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
+    commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
     try:
         status = client.get(voucher.encrypted_code)
     finally:
@@ -487,7 +474,7 @@ def _compensate(actor: Operator, voucher: Voucher, verify_id: str, certificate_i
     """Undo a platform verification whose grant failed; None when done, else why it could not be."""
     account = account_for(actor.org, voucher.platform)
     client = client_for(account, transport)
-    _commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
+    commit_keeping_loaded()  # (reads only so far) no database connection is held while the platform answers
     try:
         if voucher.platform == "meituan":
             client.reverse_consume(voucher.code, voucher.deal_id, account.store_ref, actor.username)

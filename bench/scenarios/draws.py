@@ -1,12 +1,21 @@
-"""Theme activity draws through the banks' signed API at 64 concurrent clients, beside /healthz.
+"""Theme activity draws at 64 concurrent clients, beside /healthz: customers spinning on the H5 game
+page, and banks' back ends through the signed API.
 
 For each stock size (1, 10 and 500 units of one prize, beside the "thanks" fallback, equal weights)
-a fresh theme activity is made (total limit 5, daily limit 3 per customer) with ten times as many
-players as units. Each case is a /healthz run and a draw run of the same length, both at 64
-clients with the same driver, in the same server: `POST /api/v1/activities/<id>/draws`, each request
-signed by the bank's key beforehand (LKLAPI: a fresh nonce each), 5 % of them retries of an earlier
-idempotency key. Answers that count as served: 201 (a draw), 200 (a replayed retry) and 409 for a
-used-up limit; anything else is an error.
+and each way in, a fresh theme activity is made (total limit 5, daily limit 3 per customer) with
+ten times as many players as units. Each case is a /healthz run and a draw run of the same length,
+both at 64 clients with the same driver, in the same server:
+- H5: `POST /h5/activities/<id>/draws` as the page's script sends it: the customer's signed session
+  cookie (the openid the 云数汇 hand-off leaves there, made here with the app's own session
+  machinery), its CSRF token, a JSON idempotency key; each player behind an address of their own
+  (`X-Forwarded-For`: the bench server runs as behind one reverse proxy, `PROXY_FIX_HOPS=1`, as in
+  production), so the per-address rate limit is met as carriers would meet it;
+- API: `POST /api/v1/activities/<id>/draws`, each request signed by the bank's key beforehand
+  (LKLAPI: a fresh nonce each).
+5 % of the requests are retries of an earlier idempotency key. Answers that count as served: 201
+(a draw), 200 (a replayed retry), 409 for a used-up limit and, on the H5 page, 429 for a customer
+spinning more than 20 times a minute (with 10 players for 1 unit of stock, most of that case's
+requests are such refusals); anything else is an error.
 
 After each draw run the books are read back from the database and every violation counted: stock
 below zero, wins different from the stock taken, a customer above the total or daily limit, a
@@ -35,7 +44,8 @@ from bench.scenarios import bench_bank
 from bench.scenarios.desk import _stats  # one way to summarise latencies across the scenarios
 
 NAME = "draws"
-DESCRIPTION = "draws through the signed bank API at 64 clients, stock 1 / 10 / 500 with 10x players, beside /healthz"
+DESCRIPTION = ("draws on the H5 page and through the signed bank API at 64 clients, stock 1 / 10 / 500 with 10x "
+               "players, beside /healthz")
 
 CLIENTS = 64
 STOCKS = (1, 10, 500)
@@ -47,6 +57,7 @@ BANK_CODE = "BENCH-DRAW"
 GOAL = 0.8
 SERVED = {201, 200}
 LIMIT_CODES = {"TOTAL_LIMIT_REACHED", "DAILY_LIMIT_REACHED"}
+CHANNELS = ("h5", "api")
 
 
 @dataclass
@@ -112,25 +123,58 @@ def _new_theme(app, state: dict, stock: int) -> dict:
         return {"id": theme.id, "theme_no": theme_no, "stock": stock}
 
 
-def _signed_requests(state: dict, theme: dict, count: int) -> list[Prepared]:
-    """`count` draw requests of ten players per unit, 5 % retries of an earlier key, each signed now."""
-    from app.providers import lklapi
-
+def _draw_plan(theme: dict, count: int) -> list[tuple[str, str]]:
+    """(idempotency key, openid) of `count` draws among ten players per unit, 5 % retries of an earlier key."""
     rng = random.Random(theme["stock"])
     players = [f"oBench{theme['theme_no']}{n:05d}" for n in range(theme["stock"] * PLAYERS_PER_UNIT)]
+    plan: list[tuple[str, str]] = []
+    for n in range(count):
+        plan.append(rng.choice(plan) if plan and rng.random() < RETRY_SHARE
+                    else (f"bench-{theme['theme_no']}-{n}", rng.choice(players)))
+    return plan
+
+
+def _signed_requests(app, state: dict, theme: dict, count: int) -> list[Prepared]:
+    """The bank API's requests of the plan, each signed now."""
+    from app.providers import lklapi
+
     path = f"/api/v1/activities/{theme['theme_no']}/draws"
     requests: list[Prepared] = []
-    for n in range(count):
-        if requests and rng.random() < RETRY_SHARE:
-            earlier = rng.choice(requests)
-            key, open_id = earlier.key, earlier.open_id
-        else:
-            key, open_id = f"bench-{theme['theme_no']}-{n}", rng.choice(players)
+    for key, open_id in _draw_plan(theme, count):
         body = json.dumps({"openId": open_id}).encode()
         authorization = lklapi.request_authorization(state["app_id"], state["serial"], state["private_pem"], body)
         requests.append(Prepared(path, body, key, open_id, {"Authorization": authorization, "Idempotency-Key": key,
                                                            "Content-Type": "application/json"}))
     return requests
+
+
+def _h5_requests(app, state: dict, theme: dict, count: int) -> list[Prepared]:
+    """The H5 page's requests of the plan: each player's session cookie (their openid for the bank, as
+    the hand-off leaves it) and CSRF token, made once per player with the app's own machinery."""
+    from flask import session
+    from flask_wtf.csrf import generate_csrf
+
+    from app.activities.h5 import SESSION_OPENIDS
+
+    path = f"/h5/activities/{theme['theme_no']}/draws"
+    serializer = app.session_interface.get_signing_serializer(app)
+    cookie_name = app.config["SESSION_COOKIE_NAME"]
+    players: dict[str, dict] = {}
+    requests: list[Prepared] = []
+    for key, open_id in _draw_plan(theme, count):
+        if open_id not in players:
+            with app.test_request_context():
+                session[SESSION_OPENIDS] = {str(state["bank_id"]): open_id}
+                token = generate_csrf()
+                cookie = serializer.dumps(dict(session))
+            address = f"10.{len(players) // 65536 % 256}.{len(players) // 256 % 256}.{len(players) % 256}"
+            players[open_id] = {"Cookie": f"{cookie_name}={cookie}", "X-CSRFToken": token, "X-Forwarded-For": address,
+                                "Content-Type": "application/json"}
+        requests.append(Prepared(path, json.dumps({"key": key}).encode(), key, open_id, players[open_id]))
+    return requests
+
+
+PREPARE = {"h5": _h5_requests, "api": _signed_requests}
 
 
 def _drive(base: str, name: str, send, total: int, duration: float) -> tuple[dict, list]:
@@ -183,16 +227,26 @@ def _draw_sender(requests: list[Prepared]):
         prepared = requests[n]
         response = http.post(prepared.path, content=prepared.body, headers=prepared.headers)
         if response.status_code in SERVED:
-            doc = response.json()
-            label = "replayed" if response.status_code == 200 else doc["result"].lower()
-            return True, (prepared.key, doc["drawNo"], label)
+            return True, (prepared.key, *_draw_answer(response))
         code = response.json().get("code") if response.headers.get("content-type", "").startswith("application/json") \
             else None
         if response.status_code == 409 and code in LIMIT_CODES:
             return True, (prepared.key, None, "limit reached")
+        if response.status_code == 429 and code == "RATE_LIMITED":  # the H5 page's 20 spins a minute per customer
+            return True, (prepared.key, None, "rate limited")
         return False, f"{prepared.path}: HTTP {response.status_code} {code or response.text[:120]}"
 
     return send
+
+
+def _draw_answer(response: httpx.Response) -> tuple[str, str]:
+    """(draw no., what it was) from a served answer of either way in."""
+    doc = response.json()
+    if response.status_code == 200:
+        return doc["drawNo"], "replayed"
+    if "result" in doc:  # the bank API
+        return doc["drawNo"], doc["result"].lower()
+    return doc["drawNo"], "won" if doc["won"] else "thanks"  # the H5 page
 
 
 # --- the books -------------------------------------------------------------------------------------
@@ -326,14 +380,14 @@ def engine_comparison(state: dict, database_url: str, redis_url: str) -> dict:
 
 def measure(app, state: dict, base_url: str, args, baseline: dict, results: list[dict]) -> list[dict]:
     rows = []
-    for stock in STOCKS:
+    for stock, channel in itertools.product(STOCKS, CHANNELS):
         theme = _new_theme(app, state, stock)
         signing = time.perf_counter()
-        requests = _signed_requests(state, theme, min(REQUESTS_PER_CASE, args.max_requests))
+        requests = PREPARE[channel](app, state, theme, min(REQUESTS_PER_CASE, args.max_requests))
         signing = time.perf_counter() - signing
-        health, _ = _drive(base_url, f"/healthz, {CLIENTS} clients (stock {stock} run)", _healthz, args.max_requests,
-                           args.duration)
-        drawn, outcomes = _drive(base_url, f"draws, stock {stock}, {stock * PLAYERS_PER_UNIT} players",
+        health, _ = _drive(base_url, f"/healthz, {CLIENTS} clients ({channel} stock {stock} run)", _healthz,
+                           args.max_requests, args.duration)
+        drawn, outcomes = _drive(base_url, f"{channel} draws, stock {stock}, {stock * PLAYERS_PER_UNIT} players",
                                  _draw_sender(requests), len(requests), args.duration)
         problems, counts = check_books(app, theme["id"], outcomes)
         ratio = drawn["rps"] / health["rps"] if health["rps"] else 0.0
@@ -341,10 +395,10 @@ def measure(app, state: dict, base_url: str, args, baseline: dict, results: list
         drawn["invariant_violations"] = len(problems)
         drawn["ratio_to_healthz"] = round(ratio, 3)
         drawn["notes"] = [
-            f"  stock {stock}: {drawn['rps']:.0f} draws/s = {ratio:.2f} x /healthz ({health['rps']:.0f}/s), "
+            f"  {channel}, stock {stock}: {drawn['rps']:.0f} draws/s = {ratio:.2f} x /healthz ({health['rps']:.0f}/s), "
             f"p99 {drawn['p99_ms']:.0f} ms (healthz p99 {health['p99_ms']:.0f} ms); answers {counts}; "
             f"invariant violations: {len(problems)}; goal >= {GOAL} x healthz with 0 violations: {verdict} "
-            f"({len(requests)} requests signed in {signing:.1f} s beforehand)",
+            f"({len(requests)} requests prepared in {signing:.1f} s beforehand)",
             *(f"    violation: {p}" for p in problems[:10]),
         ]
         rows += [health, drawn]

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from app.activities.prize_models import Prize
 from app.core.audit import AuditEvent
 from app.extensions import db
-from tests.helpers import csrf_from, htmx_headers
+from tests.helpers import htmx_headers, log_in_in_english
 
 
 @pytest.fixture
@@ -25,18 +25,10 @@ def theme(make, bank):
     return theme
 
 
-def log_in(client, auth, username: str) -> str:
-    """Log in, in English (the assertions read the English messages); the CSRF token."""
-    auth.login(username)
-    with client.session_transaction() as session:
-        session["locale"] = "en"
-    return csrf_from(client.get("/dashboard"))
-
-
 @pytest.fixture
 def admin(client, auth, make, bank):
     make.operator(org=bank, roles=("org_admin",), username="pool_admin")
-    return log_in(client, auth, "pool_admin")
+    return log_in_in_english(client, auth, "pool_admin")
 
 
 def prize_named(theme, name: str) -> Prize:
@@ -124,7 +116,7 @@ def test_a_refused_prize_keeps_what_was_typed(client, admin, theme):
 
 def test_a_viewer_sees_the_pool_but_cannot_change_it(client, auth, make, bank, theme):
     make.operator(org=bank, roles=("viewer",), username="pool_viewer")
-    token = log_in(client, auth, "pool_viewer")
+    token = log_in_in_english(client, auth, "pool_viewer")
     prize = prize_named(theme, "十元话费")
 
     page = client.get(f"/activities/{theme.id}/prizes")

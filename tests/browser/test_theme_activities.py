@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.activities.models import ThemeActivity
 from app.extensions import db
 from tests.activities.conftest import PNG, english, uploads, world  # noqa: F401 (the activities' fixtures)
+from tests.browser.conftest import MARK_SHOWN_DIALOGS, confirm
 
 
 def _status_of(theme_no: str) -> str:
@@ -22,18 +23,8 @@ def _status_of(theme_no: str) -> str:
     return db.session.execute(select(ThemeActivity.status).where(ThemeActivity.theme_no == theme_no)).scalar_one()
 
 
-def confirm(page) -> None:
-    """Answer the confirmation dialog once it is fully shown (a click during its opening animation is lost)."""
-    expect(page.locator("#confirm-modal[data-test-shown]")).to_be_visible()
-    page.get_by_test_id("confirm-yes").click()
-    expect(page.locator("#confirm-modal")).to_be_hidden()
-
-
 def test_add_a_theme_activity_then_pause_a_selection_across_pages(page, login, make, world, shot, tmp_path):
-    page.add_init_script("document.addEventListener('shown.bs.modal', function (e) {"
-                         " e.target.setAttribute('data-test-shown', ''); });"
-                         "document.addEventListener('hide.bs.modal', function (e) {"
-                         " e.target.removeAttribute('data-test-shown'); });")
+    page.add_init_script(MARK_SHOWN_DIALOGS)
     themes = [make.theme_activity(world.bank, name=f"已有活动{n:02d}", partner_bank_id=world.partner.id,
                                   institution_id=world.institution.id, position_no=f"{n:023d}" if n % 2 else None,
                                   created_by=world.admin.id, updated_by=world.admin.id) for n in range(12)]

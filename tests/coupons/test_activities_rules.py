@@ -426,3 +426,15 @@ def test_enable_and_disable_in_a_batch(make, admin, four_states):
     assert back.changed[0].enabled
     [enabled] = events("coupon_activity.enable")
     assert enabled.before == {"enabled": False} and enabled.after == {"enabled": True}
+
+
+def test_a_discount_reads_as_zhe_in_chinese_and_as_the_share_paid_in_english(app):
+    from flask_babel import force_locale
+
+    from app.coupons.forms import discount_label
+
+    with app.test_request_context():
+        with force_locale("zh_CN"):
+            assert [discount_label(bp) for bp in (9000, 8500, 8800, 100, None)] == ["9折", "8.5折", "8.8折", "0.1折", ""]
+        with force_locale("en"):
+            assert discount_label(8500) == "pays 85% of the price"
