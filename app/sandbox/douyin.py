@@ -46,6 +46,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core import crypto
+from app.core.permissions import permission_required
 from app.core.timeutil import as_utc, utcnow
 from app.extensions import csrf, db, get_redis
 from app.providers.douyin import (ASSUMED_CODES, BAD_PARAMETER, CREDENTIALS_INVALID, STATUS_NUMBERS, TOKEN_EXPIRED,
@@ -527,6 +528,7 @@ def voucher_page():
 
 @bp.post("/misbehave")
 @csrf.exempt
+@permission_required("platform.manage")
 def misbehave():
     body = request.get_json(silent=True) or {}
     try:
@@ -542,6 +544,7 @@ def misbehave():
 # --- the human page ------------------------------------------------------------------------------
 
 @bp.get("/")
+@permission_required("platform.manage")
 def index():
     seed_sandbox_skus()  # a fresh sandbox offers the gym's skus at once
     skus = db.session.execute(select(SandboxDouyinSku).order_by(SandboxDouyinSku.sku_id)).scalars().all()
@@ -555,6 +558,7 @@ def index():
 
 
 @bp.post("/buy")
+@permission_required("platform.manage")
 def buy():
     sku = db.session.execute(select(SandboxDouyinSku).filter_by(sku_id=request.form.get("sku_id", ""))).scalar_one_or_none()
     if sku is None:
@@ -567,6 +571,7 @@ def buy():
 
 
 @bp.post("/certificates/<certificate_id>/refund")
+@permission_required("platform.manage")
 def refund(certificate_id: str):
     cert = db.session.execute(select(SandboxDouyinCertificate).filter_by(certificate_id=certificate_id)).unique().scalar_one_or_none()
     if cert is not None and refund_certificate(cert):

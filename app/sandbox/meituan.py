@@ -41,6 +41,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.crypto import mask_phone, normalise_phone
+from app.core.permissions import permission_required
 from app.core.timeutil import BUSINESS_TZ, local_day_range, utcnow
 from app.extensions import csrf, db, get_redis
 from app.providers.meituan import MAX_CONSUME_COUNT, MULTI_USE_BIZ_TYPES, SUCCESS, TIME_FORMAT, make_sign
@@ -453,6 +454,7 @@ def get_consumed():
 # ---- the human page ---------------------------------------------------------------------------
 
 @bp.get("/")
+@permission_required("platform.manage")
 def index():
     deals = db.session.execute(select(SandboxMeituanDeal).order_by(SandboxMeituanDeal.deal_id)).scalars().all()
     receipts = db.session.execute(select(SandboxMeituanReceipt).order_by(SandboxMeituanReceipt.id.desc())
@@ -464,6 +466,7 @@ def index():
 
 
 @bp.post("/buy")
+@permission_required("platform.manage")
 def buy():
     deal = db.session.execute(select(SandboxMeituanDeal).filter_by(deal_id=request.form.get("deal_id", type=int))
                               ).scalar_one_or_none()
@@ -477,6 +480,7 @@ def buy():
 
 
 @bp.post("/seed")
+@permission_required("platform.manage")
 def seed():
     seed_sandbox_deals()
     flash(_("Sandbox deals are in place."), "success")
@@ -484,6 +488,7 @@ def seed():
 
 
 @bp.post("/receipts/<code>/status")
+@permission_required("platform.manage")
 def set_status(code: str):
     status = request.form.get("status")
     receipt = db.session.execute(select(SandboxMeituanReceipt).filter_by(code=code)).scalar_one_or_none()
@@ -499,6 +504,7 @@ def set_status(code: str):
 
 
 @bp.post("/misbehave")
+@permission_required("platform.manage")
 def misbehave():
     mode = request.form.get("mode") or ""
     if mode and mode not in MISBEHAVE_MODES:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from app.core.timeutil import utcnow
-from app.extensions import db
+from app.extensions import db, get_redis
 from app.providers.douyin import ASSUMED_CODES, BAD_PARAMETER, TOKEN_EXPIRED, TOKEN_INVALID
 from app.sandbox import douyin as sandbox
 from app.sandbox.douyin_models import SandboxDouyinCertificate, SandboxDouyinSku, SandboxDouyinToken
@@ -97,14 +98,14 @@ def test_verify_by_typed_codes_and_refusal_results(client):
     assert done["verify_results"][0]["result"] == 0 and done["verify_results"][0]["verify_id"]
 
 
-def test_api_is_csrf_exempt_but_the_page_is_not(client):
+def test_api_is_csrf_exempt_but_the_page_is_not(client, platform_admin):
     sandbox.seed_sandbox_skus()
     assert client.post("/sandbox/douyin/misbehave", json={}).status_code == 200  # no CSRF token needed
     assert client.post("/sandbox/douyin/buy", data={"sku_id": "DYSKU1001"}).status_code == 400
     assert db.session.scalar(select(func.count()).select_from(SandboxDouyinCertificate)) == 0
 
 
-def test_misbehave_endpoint_sets_and_clears(client):
+def test_misbehave_endpoint_sets_and_clears(client, platform_admin):
     set_ = client.post("/sandbox/douyin/misbehave", json={"status": 503, "only": ["token"], "times": 1})
     assert set_.get_json()["misbehave"]["status"] == 503
     form = {"client_key": sandbox.SANDBOX_CLIENT_KEY, "client_secret": sandbox.SANDBOX_CLIENT_SECRET,
@@ -127,7 +128,7 @@ def test_seed_is_idempotent():
                       ("DYSKU1005", 1, 1)]
 
 
-def test_a_person_buys_and_refunds_a_certificate_on_the_page(client):
+def test_a_person_buys_and_refunds_a_certificate_on_the_page(client, platform_admin):
     page = client.get("/sandbox/douyin/")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
@@ -166,9 +167,7 @@ def test_codes_are_unique_and_unpredictable():
     assert len({c.certificate_id for c in certs}) == 30
 
 
-def test_the_page_renders_for_a_logged_in_operator(client, auth, make):
-    operator = make.operator()
-    auth.login(operator.username)
+def test_the_page_renders_inside_the_console_for_a_platform_administrator(client, platform_admin):
     page = client.get("/sandbox/douyin/")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
@@ -183,3 +182,17 @@ def test_verify_rejects_malformed_code_lists(client):
         answer = client.post(f"{CERT}/verify/", json=body, headers=headers)
         assert answer.status_code == 200
         assert answer.get_json()["data"]["error_code"] == BAD_PARAMETER
+
+
+
+@pytest.mark.parametrize("method, path", [("get", "/sandbox/douyin/"), ("post", "/sandbox/douyin/buy"),
+                                          ("post", "/sandbox/douyin/misbehave"),
+                                          ("post", "/sandbox/douyin/certificates/1/refund")])
+def test_the_page_is_for_platform_administrators_only(client, auth, make, method, path):
+    headers = {"X-CSRFToken": csrf_from(client.get("/login"))}
+    assert getattr(client, method)(path, json={"status": 503}, headers=headers).status_code == 302  # to log in
+    auth.login(make.operator(make.org(kind="bank"), roles=("org_admin",)).username)
+    headers = {"X-CSRFToken": csrf_from(client.get("/", follow_redirects=True))}
+    assert getattr(client, method)(path, json={"status": 503}, headers=headers).status_code == 403
+    assert get_redis().get(sandbox.MISBEHAVE_KEY) is None
+    assert db.session.scalar(select(func.count()).select_from(SandboxDouyinSku)) == 0

@@ -104,7 +104,7 @@ def test_receipt_codes_are_twelve_random_digits(app):
     assert len(codes) == 20 and all(re.fullmatch(r"\d{12}", code) for code in codes)
 
 
-def test_the_page_lists_deals_and_buys_a_code(client, app):
+def test_the_page_lists_deals_and_buys_a_code(client, app, platform_admin):
     seed_sandbox_deals()
     page = client.get("/sandbox/meituan/")
     assert page.status_code == 200
@@ -119,7 +119,7 @@ def test_the_page_lists_deals_and_buys_a_code(client, app):
     assert bought.code in client.get("/sandbox/meituan/").get_data(as_text=True)
 
 
-def test_the_page_forms_need_csrf(client, app):
+def test_the_page_forms_need_csrf(client, app, platform_admin):
     seed_sandbox_deals()
     response = client.post("/sandbox/meituan/buy", data={"deal_id": "710001"})
     assert response.status_code == 400
@@ -128,7 +128,7 @@ def test_the_page_forms_need_csrf(client, app):
     assert misbehaviour() == {}
 
 
-def test_the_page_seeds_sets_misbehaviour_and_status(client, app):
+def test_the_page_seeds_sets_misbehaviour_and_status(client, app, platform_admin):
     page = client.get("/sandbox/meituan/")
     assert 'data-testid="seed"' in page.get_data(as_text=True)
     client.post("/sandbox/meituan/seed", data={"csrf_token": csrf_from(page)})
@@ -158,3 +158,17 @@ def test_the_page_renders_inside_the_console_for_a_logged_in_operator(client, au
     auth.login(operator.username)
     html = client.get("/sandbox/meituan/").get_data(as_text=True)
     assert 'data-testid="user-menu"' in html and 'data-testid="buy-form"' in html
+
+
+
+@pytest.mark.parametrize("method, path", [("get", "/sandbox/meituan/"), ("post", "/sandbox/meituan/buy"),
+                                          ("post", "/sandbox/meituan/seed"), ("post", "/sandbox/meituan/misbehave"),
+                                          ("post", "/sandbox/meituan/receipts/123456789012/status")])
+def test_the_page_is_for_platform_administrators_only(client, auth, make, method, path):
+    form = {"csrf_token": csrf_from(client.get("/login")), "mode": "5xx", "deal_id": "710001", "status": "refunded"}
+    assert getattr(client, method)(path, data=form).status_code == 302  # to the login page
+    auth.login(make.operator(make.org(kind="bank"), roles=("org_admin",)).username)
+    form["csrf_token"] = csrf_from(client.get("/", follow_redirects=True))
+    assert getattr(client, method)(path, data=form).status_code == 403
+    assert misbehaviour() == {}
+    assert db.session.scalar(select(func.count()).select_from(SandboxMeituanDeal)) == 0
