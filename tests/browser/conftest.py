@@ -124,6 +124,14 @@ def phone(browser, live_server, screenshot_path):
     assert not errors, f"uncaught JavaScript errors on the phone: {errors}"
 
 
+def htmx_settled(page) -> None:
+    """Wait until htmx has no request in flight and has settled its last swap.
+
+    htmx attaches the triggers of swapped-in content only when it settles (20 ms after the swap):
+    typing into a field that is visible but not yet settled would send nothing."""
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
+
+
 def confirm(page) -> None:
     """Answer the confirmation dialog once it is fully shown (the page needs `MARK_SHOWN_DIALOGS`)."""
     from playwright.sync_api import expect

@@ -25,7 +25,7 @@ from app.activities.models import ThemeActivity
 from app.activities.prize_models import Prize, ThemeDraw, ThemeVisit
 from app.extensions import db
 from tests.activities.test_h5_game import make_bank
-from tests.browser.conftest import MARK_SHOWN_DIALOGS, confirm
+from tests.browser.conftest import MARK_SHOWN_DIALOGS, confirm, htmx_settled
 from tests.browser.h5_steps import sign_in_through_yunshuhui, slice_under_the_pointer
 
 DAILY_LIMIT = 10
@@ -67,12 +67,14 @@ def test_a_wheel_designed_in_the_console_is_spun_on_a_phone_and_counted(app, pag
     page.get_by_test_id(f"add-coupon-{coupon.id}").click()
     expect(page.get_by_test_id(f"row-coupon-{coupon.id}")).to_be_visible()
     expect(preview).to_have_attribute("data-segments", "3")
+    htmx_settled(page)
     page.get_by_test_id(f"weight-coupon-{coupon.id}").fill("1")
     expect(page.get_by_test_id(f"chance-coupon-{coupon.id}")).to_have_text("0.98 %")  # 1 of 102
     expect(page.get_by_test_id(f"chance-prize-{points.id}")).to_have_text("98.04 %")
     shot("designed")
 
     # On, and saved after the confirmation.
+    htmx_settled(page)
     page.get_by_test_id("wheel-on").check()
     expect(page.get_by_test_id("segment-count")).to_contain_text("3")
     page.get_by_test_id("save").click()

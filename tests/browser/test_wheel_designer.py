@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.activities.models import ThemeActivity
 from app.activities.prize_models import Prize
 from app.extensions import db
-from tests.browser.conftest import MARK_SHOWN_DIALOGS, confirm
+from tests.browser.conftest import MARK_SHOWN_DIALOGS, confirm, htmx_settled
 
 
 def drag(page, handle, onto) -> None:
@@ -79,11 +79,13 @@ def test_design_a_wheel_reorder_it_and_turn_it_on(page, login, make, shot):
     expect(page.get_by_test_id(f"row-coupon-{coupon.id}")).to_be_visible()
     expect(page.get_by_test_id("wheel-preview")).to_have_attribute("data-segments", "4")
     expect(page.get_by_test_id(f"order-coupon-{coupon.id}")).to_have_value("4")
+    htmx_settled(page)
     page.get_by_test_id(f"weight-coupon-{coupon.id}").fill("25")
     expect(page.get_by_test_id(f"chance-coupon-{coupon.id}")).to_have_text("21.74 %")  # 25 of 115
     shot("coupon-row")
 
     # Drag the fallback (row 3) to the top: the orders read 1..4 again and the wheel follows.
+    htmx_settled(page)
     drag(page, page.get_by_test_id(f"drag-prize-{thanks.id}"), page.get_by_test_id(f"row-prize-{cash.id}"))
     expect(page.get_by_test_id(f"order-prize-{thanks.id}")).to_have_value("1")
     expect(page.get_by_test_id(f"order-prize-{cash.id}")).to_have_value("2")
@@ -94,6 +96,7 @@ def test_design_a_wheel_reorder_it_and_turn_it_on(page, login, make, shot):
     shot("dragged")
 
     # On, then saved after the confirmation.
+    htmx_settled(page)
     page.get_by_test_id("wheel-on").check()
     expect(page.get_by_test_id("segment-count")).to_contain_text("4")
     page.get_by_test_id("save").click()
