@@ -33,17 +33,16 @@ The same key with another customer's openid is refused (422). Refused draws chan
 are not recorded; retrying their key later is a new attempt.
 
 Why a conditional UPDATE in PostgreSQL rather than a Redis script — measured with
-`bench/scenarios/draws.py` on the 2-core build machine while other test runs loaded it (load
-average 15–18, so the figures are low and noisy; the proportions are what counts):
-- the engine alone, 64 threads, every draw on one prize: 129 draws/s with the stock taken by the
-  prize row's guarded UPDATE, 217/s with it taken by a Redis Lua script instead, 311/s with no
+`bench/scenarios/draws.py` on the 2-core build machine (the figures of 2026-11-23, quiet machine):
+- the engine alone, 64 threads, every draw on one prize: 236 draws/s with the stock taken by the
+  prize row's guarded UPDATE, 259/s with it taken by a Redis Lua script instead, 366/s with no
   stock taken at all. The row lock is held for about one commit, so one prize tops out near
   1 ÷ commit latency; a script in Redis does not;
-- the whole request through the banks' signed API at 64 clients: 36–41 draws/s (0.20–0.29 ×
-  /healthz of the same run), whatever the stock. The request is bound by the web workers' CPU
-  (signature check and answer signature, the client look-up, rate limit and nonce, JSON, seven
-  SQL round trips and a durable commit), well below the row's ceiling, so Redis would not make
-  draws faster here;
+- the whole request at 64 clients, on the H5 page or through the banks' signed API: 163–233
+  draws/s (0.22–0.34 × /healthz of the same run), whatever the stock. The request is bound by the
+  CPU the web workers and PostgreSQL share (session or signatures, rate limits, JSON, about nine
+  round trips and a durable commit), below the row's ceiling, so Redis would not make draws
+  faster here;
 - a Redis design adds a second source of truth: stock taken in Redis by a draw whose transaction
   then fails, or whose process dies, must be given back, and rebuilding Redis from the database
   while draws are in flight needs reservations with timeouts. With one transaction there is one
