@@ -96,6 +96,20 @@ def commit_keeping_loaded() -> None:
         session.expire_on_commit = keep
 
 
+def begin_writing() -> None:
+    """Open the session's transaction as a writer, for work that always writes after reading.
+
+    Only SQLite (the embedded default) needs it: a transaction that reads first (a savepoint opens
+    one) holds a snapshot, and when another writer commits before it writes, SQLite refuses it at
+    once ("database is locked") instead of waiting. `BEGIN IMMEDIATE` takes the write lock first,
+    waiting up to the busy timeout for the writer before it. PostgreSQL: nothing to do."""
+    if db.session.get_bind().dialect.name != "sqlite":
+        return
+    connection = db.session.connection()
+    if not connection.connection.driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def get_redis() -> Redis:
     """The Redis connection of the current app (real Redis, or fakeredis when embedded)."""
     return current_app.extensions["redis"]

@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.timeutil import utcnow
-from app.extensions import csrf, db, get_redis
+from app.extensions import begin_writing, csrf, db, get_redis
 from app.providers import lklapi
 
 from . import issuance
@@ -98,6 +98,7 @@ def receive_yunshuhui(account_id: int, kind: str, headers, body: bytes) -> Recei
     """Verify, store and apply one 云数汇 callback (`kind` issuance | redemption); commits."""
     from app.providers import yunshuhui
 
+    begin_writing()  # a callback is always kept, whatever it says
     inbound = _Inbound(kind, account_id, _kept_headers(headers), body)
     account = db.session.get(TunnelAccount, account_id)
     if account is None or account.tunnel != "yunshuhui" or account.status != "active":
@@ -211,6 +212,7 @@ def receive_wechat_use(account_id: int, headers, body: bytes) -> tuple[int, dict
     204 without a body for success and 4xx/5xx with {"code":"FAIL","message":…} otherwise."""
     from app.providers import wechatpay
 
+    begin_writing()  # a notification is always kept, whatever it says
     inbound = _Inbound("wechat_use", account_id, _kept_headers(headers), body)
     account = db.session.get(TunnelAccount, account_id)
     if account is None or account.tunnel != "direct" or account.status != "active":

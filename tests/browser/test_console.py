@@ -42,7 +42,7 @@ def test_operator_lifecycle(app, page, login, make, shot):
 
     # Log in and see the dashboard.
     login("boss")
-    expect(page.get_by_test_id("kpi-1")).to_be_visible()
+    expect(page.get_by_test_id("kpi-members")).to_be_visible()
     expect(page.get_by_test_id("user-menu")).to_be_visible()
     shot("dashboard")
 
