@@ -70,11 +70,11 @@ from app.core import crypto
 from app.core.models import public_code
 from app.core.timeutil import BUSINESS_TZ, as_utc, utcnow
 from app.coupons.models import mask_openid
-from app.extensions import commit_keeping_loaded, db
+from app.extensions import commit_keeping_loaded, db, upsert
 
 from . import fulfilment
 from .models import ThemeActivity
-from .prize_models import Prize, PrizeMemberCount, ThemeDraw, ThemeParticipant, upsert
+from .prize_models import Prize, PrizeMemberCount, ThemeDraw, ThemeParticipant
 
 OPEN_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces

@@ -30,10 +30,10 @@ from app.core import crypto, outbox
 from app.core.timeutil import utcnow
 from app.coupons import issuance
 from app.coupons.models import CouponActivity, CouponIssue
-from app.extensions import db
+from app.extensions import db, upsert
 
 from .prize_models import (CashAccount, CashEntry, PointsAccount, PointsEntry, Prize, PrizeDelivery, ThemeDraw,
-                           ThemeParticipant, upsert)
+                           ThemeParticipant)
 
 FULFIL_KIND = "activities.fulfil_prize"
 NOTE_MAX = 300

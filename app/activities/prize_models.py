@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from app.core import crypto
 from app.core.models import TenantOwned, Timestamped
 from app.core.timeutil import utcnow
-from app.extensions import db, upsert  # noqa: F401  (upsert: draw.py and visits.py import it from here)
+from app.extensions import db
 
 PRIZE_KINDS = ("coupon", "points", "cash", "gift", "thanks")
 STOCKED_KINDS = ("coupon", "points", "cash", "gift")

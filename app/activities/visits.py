@@ -14,11 +14,11 @@ from datetime import datetime
 
 from app.core import crypto
 from app.core.timeutil import utcnow
-from app.extensions import db
+from app.extensions import db, upsert
 
 from .draw import business_day
 from .models import ThemeActivity
-from .prize_models import ThemeVisit, upsert
+from .prize_models import ThemeVisit
 
 
 def record_visit(theme: ThemeActivity, open_id: str, now: datetime | None = None) -> None:

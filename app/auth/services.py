@@ -90,7 +90,7 @@ def update_operator(actor: Operator, operator: Operator, org: Organisation, user
     operator.org_id = org.id
     operator.org = org
     operator.set_roles(roles)
-    _, after = audit.changed(before, audit.snapshot(operator, AUDITED_FIELDS))
+    _before, after = audit.changed(before, audit.snapshot(operator, AUDITED_FIELDS))
     if after:
         audit.record("operator.update", "operator", operator.id, before={k: before[k] for k in after}, after=after,
                      org_id=org.id)

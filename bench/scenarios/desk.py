@@ -26,7 +26,6 @@ run it with threads, e.g. `--clients 50 --worker-class gthread --threads 32`.
 """
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time

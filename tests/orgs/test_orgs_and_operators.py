@@ -93,6 +93,18 @@ def test_edit_changes_roles_and_name_and_audits_only_changed_fields(client, auth
     assert event.before["roles"] == ["viewer"]
 
 
+def test_cannot_change_your_own_roles(client, auth, make, tree):
+    me = make.operator(org=tree["a"], roles=("org_admin",), username="a_admin")
+    auth.login("a_admin")
+    response = post(client, f"/operators/{me.id}/edit", {"username": "a_admin", "display_name": "我", "org_id": tree["a"].id,
+                                                       "roles": ["viewer"]}, htmx_target="modal-content")
+    assert response.status_code == 422
+    assert "不能修改自己的角色。" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert operator_named("a_admin").roles == ["org_admin"]
+    assert db.session.execute(select(AuditEvent).where(AuditEvent.action == "operator.update")).first() is None
+
+
 def test_form_without_javascript_redirects_with_a_flash(client, auth, make, tree):
     make.operator(org=tree["a"], roles=("org_admin",), username="a_admin")
     auth.login("a_admin")
