@@ -8,7 +8,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFError, generate_csrf
+from werkzeug.routing import IntegerConverter
 
+from app.core.tenancy import MAX_ID
 from app.extensions import init_extensions, login_manager
 
 
@@ -53,7 +55,17 @@ def register_models() -> None:
     import app.vouchers.models  # noqa: F401
 
 
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in our URLs names a row: a number above BIGINT is no row (404 at routing), where
+    SQLite could not even compare it."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = RowIdConverter  # before any rule is added
     from app.activities.draw_api import bp as draw_api_bp
     from app.activities.h5 import bp as h5_activities_bp
     from app.activities.prize_routes import bp as prizes_bp

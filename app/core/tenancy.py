@@ -54,11 +54,16 @@ def scoped(model: type[M], actor: "Operator", stmt: Select | None = None) -> Sel
     return stmt.where(model.org_id.in_(visible_org_ids(actor)))  # type: ignore[attr-defined]
 
 
+MAX_ID = 2**63 - 1  # BIGINT
+
+
 def get_scoped_or_404(model: type[M], ident: int | str | None, actor: "Operator") -> M:
     """Fetch one row by primary key, or 404 when it is missing or outside the actor's organisations."""
     try:
         key = int(ident)  # type: ignore[arg-type]
     except (TypeError, ValueError):
+        abort(404)
+    if not 0 < key <= MAX_ID:  # no row has it, and SQLite cannot even compare a larger number
         abort(404)
     row = db.session.execute(scoped(model, actor).where(model.id == key)).scalar_one_or_none()  # type: ignore[attr-defined]
     if row is None:
