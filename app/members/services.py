@@ -33,6 +33,7 @@ SHORT_TEXT_MAX = 50
 OPENID_MAX = 128
 PRODUCT_NAME_MAX = 100
 DESCRIPTION_MAX = 500
+INTEGER_MAX = 2_147_483_647  # the database's integer columns (a card's visits, a price in fen)
 
 
 class MemberError(ValueError):
@@ -239,6 +240,7 @@ class Attribute:
     type: str = "int"
     required: bool = True
     minimum: int | None = None
+    maximum: int = INTEGER_MAX
     max_length: int = SHORT_TEXT_MAX
     choices: tuple[tuple[str, Any], ...] = ()
     summary: Any = "%(value)s"
@@ -327,6 +329,9 @@ def clean_attribute_value(attr: Attribute, value: Any) -> Any:
             raise ProductError(_("Enter a whole number."), attr.name) from None
     if attr.minimum is not None and value < attr.minimum:
         raise ProductError(_("Enter a number of at least %(n)s.", n=attr.minimum), attr.name)
+    if value > attr.maximum:
+        most = format_fen(attr.maximum) if attr.type == "money" else f"{attr.maximum:,}"
+        raise ProductError(_("Enter a number of at most %(n)s.", n=most), attr.name)
     return value
 
 
@@ -398,6 +403,8 @@ class ProductDetails:
             raise ProductError(_("Enter the price."), "price_fen")
         if self.price_fen < 0:
             raise ProductError(_("The price cannot be negative."), "price_fen")
+        if self.price_fen > INTEGER_MAX:
+            raise ProductError(_("The price may be at most %(amount)s.", amount=format_fen(INTEGER_MAX)), "price_fen")
         description = (self.description or "").strip() or None
         if description and len(description) > DESCRIPTION_MAX:
             raise ProductError(_("The description may have at most %(n)s characters.", n=DESCRIPTION_MAX), "description")

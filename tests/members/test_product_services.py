@@ -50,6 +50,8 @@ def test_the_demo_products_fit_their_schemas():
     ("membership_card", {"duration_unit": "year"}, "duration_value"),
     ("membership_card", {"duration_value": 1, "duration_unit": "week"}, "duration_unit"),
     ("membership_card", {"visits": 0}, "visits"),
+    ("membership_card", {"visits": 2_147_483_648}, "visits"),  # past the card's integer column
+    ("financial", {**VALID["financial"], "min_purchase_fen": 10**20}, "min_purchase_fen"),
     ("coaching_package", {"lessons": 0, "course_name": "私教"}, "lessons"),
     ("coaching_package", {"lessons": 10}, "course_name"),
     ("coaching_package", {"lessons": 10, "course_name": "x" * 51}, "course_name"),
@@ -136,3 +138,12 @@ def test_product_status(make):
         services.set_product_status(product, "sold_out")
     assert db.session.execute(select(AuditEvent.action).where(AuditEvent.action.like("product.%"))
                               .order_by(AuditEvent.id)).scalars().all() == ["product.create", "product.off_sale"]
+
+
+def test_a_price_past_the_integer_column_is_refused_with_the_largest_allowed(make):
+    org = make.org(kind="bank")
+    details = ProductDetails(name="理财A", price_fen=2_147_483_648, attributes=VALID["financial"])
+    with pytest.raises(ProductError) as error:
+        services.create_product(org, "financial", details)
+    assert error.value.field == "price_fen" and "21,474,836.47" in str(error.value)
+    assert product_count() == 0
