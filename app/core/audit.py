@@ -25,7 +25,7 @@ from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, func,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.timeutil import as_utc, utcnow
-from app.extensions import db
+from app.extensions import begin_writing, db
 
 GENESIS = "0" * 64
 
@@ -169,6 +169,8 @@ def record(
     session = db.session
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
+    else:  # SQLite's one write lock, taken before the last event is read (else two appends fork the chain)
+        begin_writing()
     session.flush()  # our own earlier events in this transaction come first in the chain
     last = session.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
     event = AuditEvent(
