@@ -84,9 +84,24 @@
   }
 
   // Bootstrap focuses the dialog itself once its opening animation ends, so the first field
-  // is focused only then (earlier, the keys a quick typist presses would be lost).
+  // is focused only then (earlier, the keys a quick typist presses would be lost). A person who
+  // has already clicked into a field while the dialog opened gets that field back instead: their
+  // typing must not jump to the first one.
+  var fieldChosenWhileOpening = null;
+  document.addEventListener("show.bs.modal", function (event) {
+    if (event.target.id === "modal") fieldChosenWhileOpening = null;
+  });
+  document.addEventListener("focusin", function (event) {
+    var dialog = document.getElementById("modal");
+    if (dialog && dialog.contains(event.target) && event.target.matches("input, select, textarea")) {
+      fieldChosenWhileOpening = event.target;
+    }
+  });
   document.addEventListener("shown.bs.modal", function (event) {
-    if (event.target.id === "modal") focusFirstField(event.target);
+    if (event.target.id !== "modal") return;
+    var chosen = fieldChosenWhileOpening;
+    if (chosen && event.target.contains(chosen)) chosen.focus();
+    else focusFirstField(event.target);
   });
 
   document.addEventListener("htmx:afterSwap", function (event) {

@@ -109,6 +109,7 @@ def create_activity_through_the_form(page, bank, shot) -> CouponActivity:
     page.locator("#modal .modal-dialog").screenshot(path=str(shot("form").with_name("coupon-journey-form.png")))
     form.get_by_test_id("submit").click()
     page.get_by_test_id("confirm-yes").click()
+    expect(page.locator("#modal [data-testid=form-errors]")).to_have_count(0)
     expect(page.locator("#modal")).to_be_hidden()
     activity = committed(CouponActivity, name="春季微信满减券")
     assert (activity.org_id, activity.tunnel, activity.channel) == (bank.org.id, "yunshuhui", "wechat")
