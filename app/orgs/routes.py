@@ -203,7 +203,7 @@ def validate_operator_field(field: str):
         editing = request.args.get("operator_id", type=int)
         if existing is not None and existing.id != editing:
             errors.append(_("This username is taken."))
-    return errors[0] if errors else ""
+    return str(errors[0]) if errors else ""  # a validator's message may be a lazy string
 
 
 @bp.route("/operators/<int:operator_id>/password", methods=["GET", "POST"])

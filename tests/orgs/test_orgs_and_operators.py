@@ -68,6 +68,16 @@ def test_inline_validation_reports_a_taken_username(client, auth, make, tree):
     assert taken.get_data(as_text=True) != "" and free.get_data(as_text=True) == ""
 
 
+def test_inline_validation_answers_a_rules_message_as_text(client, auth, make, tree):
+    make.operator(org=tree["a"], roles=("org_admin",), username="a_admin")
+    auth.login("a_admin")
+    headers = {**htmx_headers(), "X-CSRFToken": csrf_from(client.get("/operators"))}
+    pattern = client.post("/operators/validate/username", data={"username": "王 小明"}, headers=headers)
+    weak = client.post("/operators/validate/password", data={"password": "short"}, headers=headers)
+    assert pattern.status_code == 200 and "_" in pattern.get_data(as_text=True)
+    assert weak.status_code == 200 and weak.get_data(as_text=True) != ""
+
+
 def test_an_org_admin_cannot_grant_platform_admin(client, auth, make, tree):
     make.operator(org=tree["a"], roles=("org_admin",), username="a_admin")
     auth.login("a_admin")
