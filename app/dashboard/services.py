@@ -17,11 +17,13 @@ from app.orgs.models import Organisation
 
 @dataclass
 class HomeFigures:
-    members: int
-    members_today: int
-    products: int
-    organisations: int
-    operators: int
+    """None: the operator may not open the list behind that figure, so it is neither counted nor shown."""
+
+    members: int | None
+    members_today: int | None
+    products: int | None
+    organisations: int | None
+    operators: int | None
     outbox_waiting: int
     outbox_dead: int
 
@@ -36,12 +38,16 @@ def home_figures(actor: Operator) -> HomeFigures:
     if actor.org.kind != "platform":
         outbox = outbox.where(OutboxMessage.org_id.in_(scoped(Organisation, actor, select(Organisation.id))))
     outbox_counts = dict(db.session.execute(outbox).all())
+    def count_if(permission: str, stmt) -> int | None:
+        return _count(stmt) if actor.can(permission) else None
+
+    members = scoped(Member, actor, select(Member.id))
     return HomeFigures(
-        members=_count(scoped(Member, actor, select(Member.id))),
-        members_today=_count(scoped(Member, actor, select(Member.id)).where(Member.registered_at >= today_start)),
-        products=_count(scoped(Product, actor, select(Product.id))),
-        organisations=_count(scoped(Organisation, actor, select(Organisation.id))),
-        operators=_count(scoped(Operator, actor, select(Operator.id))),
+        members=count_if("members.view", members),
+        members_today=count_if("members.view", members.where(Member.registered_at >= today_start)),
+        products=count_if("products.view", scoped(Product, actor, select(Product.id))),
+        organisations=count_if("orgs.view", scoped(Organisation, actor, select(Organisation.id))),
+        operators=count_if("operators.view", scoped(Operator, actor, select(Operator.id))),
         outbox_waiting=outbox_counts.get("pending", 0),
         outbox_dead=outbox_counts.get("dead", 0),
     )

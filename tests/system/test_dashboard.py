@@ -5,6 +5,8 @@ import re
 
 import pytest
 
+from app.dashboard.services import home_figures
+
 
 def figures(html: str) -> dict[str, str]:
     return dict(re.findall(r'data-testid="kpi-([\w-]+)">([^<]*)<', html))
@@ -31,3 +33,10 @@ def test_front_desk_staff_see_no_figure_of_a_list_they_may_not_open(client, auth
     assert f'data-testid="kpi-{hidden}"' not in html
     assert client.get({"products": "/products", "organisations": "/orgs", "operators": "/operators"}[hidden]
                       ).status_code == 403
+
+
+def test_a_figure_the_operator_may_not_open_is_not_even_counted(make):
+    store = make.org(kind="store", parent=make.org(kind="merchant"))
+    figures = home_figures(make.operator(store, roles=("front_desk",)))
+    assert (figures.products, figures.organisations, figures.operators) == (None, None, None)
+    assert (figures.members, figures.members_today) == (0, 0)
