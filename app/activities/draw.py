@@ -62,7 +62,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
-from sqlalchemy import and_, case, insert, or_, select, update
+from sqlalchemy import Date, DateTime, Integer, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -70,7 +71,7 @@ from app.core import crypto
 from app.core.models import public_code
 from app.core.timeutil import BUSINESS_TZ, as_utc, utcnow
 from app.coupons.models import mask_openid
-from app.extensions import commit_keeping_loaded, db, upsert
+from app.extensions import commit_keeping_loaded, db, dialect_insert
 
 from . import fulfilment
 from .models import ThemeActivity
@@ -132,6 +133,7 @@ class DrawOutcome:
     replayed: bool  # True: this idempotency key was drawn before; this is that draw
     draws_left: int | None  # lifetime draws the customer has left (None: no cap)
     draws_left_today: int | None  # draws left today (None: no daily cap)
+    wheel: tuple[PrizeView, ...] = ()  # the prizes on the wheel as the draw read them (empty: not read)
 
     @property
     def won(self) -> bool:
@@ -148,18 +150,33 @@ class DrawOutcome:
 def draw(theme_id: int, open_id: str, idempotency_key: str, *, channel: str = "h5", rng: Rng | None = None,
          now: datetime | None = None) -> DrawOutcome:
     """One draw for one customer, committed; the same key again returns the same draw. Raises DrawRefused."""
-    return _draw(ThemeActivity.id == theme_id, open_id, idempotency_key, channel, None, rng, now)
+    return _draw(_Which(_BY_ID, {"theme_id": theme_id}), open_id, idempotency_key, channel, None, rng, now)
 
 
 def draw_for_bank(theme_no: str, org_id: int, open_id: str, idempotency_key: str, *, api_client_id: int | None = None,
                   rng: Rng | None = None, now: datetime | None = None) -> DrawOutcome:
     """`draw` for a bank's API client: the theme activity by its 10-digit id, only among the bank's
     own (another bank's is not found); found in the same round trip as its prizes."""
-    which = and_(ThemeActivity.theme_no == theme_no, ThemeActivity.org_id == org_id)
+    which = _Which(_BY_BANK, {"theme_no": theme_no, "org_id": org_id})
     return _draw(which, open_id, idempotency_key, "api", api_client_id, rng, now)
 
 
-def _draw(which: ColumnElement[bool], open_id: str, key: str, channel: str, api_client_id: int | None,
+@dataclass(frozen=True)
+class _Which:
+    """How a draw names its theme activity: a criterion of `_BY_ID` or `_BY_BANK`, and its values."""
+
+    criterion: ColumnElement[bool]
+    params: dict
+
+
+# The hot path's statements are built once, with bind parameters: SQLAlchemy then compiles each once
+# per process and skips building it and computing its cache key at every draw (more than half of
+# the engine's own CPU time when they were built per draw).
+_BY_ID = ThemeActivity.id == bindparam("theme_id")
+_BY_BANK = and_(ThemeActivity.theme_no == bindparam("theme_no"), ThemeActivity.org_id == bindparam("org_id"))
+
+
+def _draw(which: _Which, open_id: str, key: str, channel: str, api_client_id: int | None,
           rng: Rng | None, now: datetime | None) -> DrawOutcome:
     """The happy path does not look for an earlier draw first (one round trip less per draw): a retry
     runs into the unique (activity, key) index, or into a refusal, and only then is the earlier
@@ -186,7 +203,7 @@ def _check_request(open_id: str, idempotency_key: str) -> None:
         raise DrawRefused(400, "INVALID_IDEMPOTENCY_KEY", "the idempotency key is 1 to 128 printable ASCII characters")
 
 
-def _new_draw(which: ColumnElement[bool], open_id: str, openid_hash: str, key: str, channel: str,
+def _new_draw(which: _Which, open_id: str, openid_hash: str, key: str, channel: str,
               api_client_id: int | None, rng: Rng | None, now: datetime) -> DrawOutcome:
     theme, prizes = _theme_and_prizes(which, openid_hash)
     if theme is None:
@@ -211,17 +228,22 @@ def _new_draw(which: ColumnElement[bool], open_id: str, openid_hash: str, key: s
             _fall_back(draw_id, picked, fallback, openid_hash, message)
             awarded = fallback
     status = "none" if awarded.is_fallback else "pending"
-    return DrawOutcome(draw_id, draw_no, now, awarded, picked.id, status, False, *_draws_left(theme, counts, today))
+    wheel = tuple(prize.view for prize in prizes if prize.on_the_wheel)
+    return DrawOutcome(draw_id, draw_no, now, awarded, picked.id, status, False, *_draws_left(theme, counts, today),
+                       wheel=wheel)
+
+
+_RECORD = insert(ThemeDraw.__table__).returning(ThemeDraw.__table__.c.id)
 
 
 def _record(theme: ThemeActivity, participant_id: int, key: str, channel: str, api_client_id: int | None,
             picked: PrizeView, awarded: PrizeView, draw_no: str, now: datetime, today: date) -> int:
-    return db.session.execute(insert(ThemeDraw).values(
+    return db.session.execute(_RECORD, dict(
         org_id=theme.org_id, draw_no=draw_no, theme_activity_id=theme.id, participant_id=participant_id,
         idempotency_key=key, channel=channel, api_client_id=api_client_id, picked_prize_id=picked.id,
         prize_id=awarded.id, won=not awarded.is_fallback, fulfilment_status="none" if awarded.is_fallback else "pending",
         drawn_at=now, drawn_day=today,
-    ).returning(ThemeDraw.id)).scalar_one()
+    )).scalar_one()
 
 
 def business_day(moment: datetime) -> date:
@@ -247,27 +269,49 @@ def theme_refusal(theme: ThemeActivity, now: datetime | None = None) -> DrawRefu
 # --- limits ---------------------------------------------------------------------------------------
 
 
-def _count_participation(theme: ThemeActivity, open_id: str, openid_hash: str, now: datetime, today: date):
-    """One more draw for the customer, within the total and daily limits (a guarded upsert); the
-    participant's (id, draws_total, draw_day, draws_on_day) after it."""
+def _participation_upsert(insert_into) -> ColumnElement:
+    """The guarded upsert counting one draw (a NULL limit is no cap: the limits are bound values)."""
     p = ThemeParticipant.__table__.c
-    stmt = upsert(ThemeParticipant).values(
-        org_id=theme.org_id, theme_activity_id=theme.id, openid_hash=openid_hash, openid_enc=crypto.encrypt(open_id),
-        openid_masked=mask_openid(open_id), draws_total=1, draw_day=today, draws_on_day=1, first_draw_at=now,
-        last_draw_at=now)
-    guards = []
-    if theme.participation_limit is not None:
-        guards.append(p.draws_total < theme.participation_limit)
-    if theme.daily_limit is not None:
-        guards.append(or_(p.draw_day != today, p.draws_on_day < theme.daily_limit))
-    stmt = stmt.on_conflict_do_update(
+    today, now = bindparam("today", type_=Date), bindparam("now", type_=DateTime(timezone=True))
+    total_limit, daily_limit = bindparam("total_limit", type_=Integer), bindparam("daily_limit", type_=Integer)
+    return insert_into(ThemeParticipant.__table__).values(
+        org_id=bindparam("org_id"), theme_activity_id=bindparam("theme_id"), openid_hash=bindparam("openid_hash"),
+        openid_enc=bindparam("openid_enc"), openid_masked=bindparam("openid_masked"), draws_total=1,
+        draw_day=today, draws_on_day=1, first_draw_at=now, last_draw_at=now,
+    ).on_conflict_do_update(
         index_elements=["theme_activity_id", "openid_hash"],
         set_={"draws_total": p.draws_total + 1,
               "draws_on_day": case((p.draw_day == today, p.draws_on_day + 1), else_=1),
               "draw_day": today, "last_draw_at": now},
-        where=and_(*guards) if guards else None,
+        where=and_(or_(total_limit.is_(None), p.draws_total < total_limit),
+                   or_(daily_limit.is_(None), p.draw_day != today, p.draws_on_day < daily_limit)),
     ).returning(p.id, p.draws_total, p.draw_day, p.draws_on_day)
-    counts = db.session.execute(stmt).one_or_none()
+
+
+def _member_win_upsert(insert_into) -> ColumnElement:
+    """The guarded upsert counting one win of a capped prize for a customer."""
+    c = PrizeMemberCount.__table__.c
+    return insert_into(PrizeMemberCount.__table__).values(
+        prize_id=bindparam("prize_id"), openid_hash=bindparam("openid_hash"), won=1,
+    ).on_conflict_do_update(index_elements=["prize_id", "openid_hash"], set_={"won": c.won + 1},
+                            where=c.won < bindparam("cap")).returning(c.won)
+
+
+_UPSERTS = {(build, dialect.insert): build(dialect.insert) for build in (_participation_upsert, _member_win_upsert)
+            for dialect in (postgresql, sqlite)}
+
+
+def _upsert(build) -> ColumnElement:
+    return _UPSERTS[build, dialect_insert()]
+
+
+def _count_participation(theme: ThemeActivity, open_id: str, openid_hash: str, now: datetime, today: date):
+    """One more draw for the customer, within the total and daily limits (a guarded upsert); the
+    participant's (id, draws_total, draw_day, draws_on_day) after it."""
+    counts = db.session.execute(_upsert(_participation_upsert), dict(
+        org_id=theme.org_id, theme_id=theme.id, openid_hash=openid_hash, openid_enc=crypto.encrypt(open_id),
+        openid_masked=mask_openid(open_id), today=today, now=now, total_limit=theme.participation_limit,
+        daily_limit=theme.daily_limit)).one_or_none()
     if counts is None:
         raise _limit_refusal(theme, openid_hash)
     return counts
@@ -314,31 +358,48 @@ _NO_DRAWS_YET = _NoDraws()
 # --- the pick and the stock -----------------------------------------------------------------------
 
 
-def _theme_and_prizes(which: ColumnElement[bool], openid_hash: str) -> tuple[ThemeActivity | None, list]:
+@dataclass(frozen=True)
+class _PoolPrize:
+    """A prize of the pool as the draw reads it: what it is, and whether a pick may land on it now."""
+
+    view: PrizeView
+    on_the_wheel: bool  # switched on, or the fallback: a slice of the wheel
+    drawable: bool  # on the wheel with stock left and under the customer's cap, or the fallback
+
+    @classmethod
+    def of(cls, row) -> "_PoolPrize":
+        width = len(PRIZE_COLUMNS)
+        prize, (enabled, remaining, won) = PrizeView(*row[:width]), row[width:]
+        under_cap = prize.per_member_cap is None or (won or 0) < prize.per_member_cap
+        return cls(prize, prize.is_fallback or enabled,
+                   prize.is_fallback or (enabled and remaining > 0 and under_cap))
+
+
+def _drawable(prizes: list[_PoolPrize]) -> list[PrizeView]:
+    """The prizes a pick may land on now: enabled, with stock, under the customer's cap; and the fallback."""
+    return [prize.view for prize in prizes if prize.drawable]
+
+
+def _theme_and_prizes_query(which: ColumnElement[bool]):
+    return (select(ThemeActivity, *PRIZE_COLUMNS, Prize.enabled, Prize.stock_remaining, PrizeMemberCount.won)
+            .outerjoin(Prize, Prize.theme_activity_id == ThemeActivity.id)
+            .outerjoin(PrizeMemberCount, and_(PrizeMemberCount.prize_id == Prize.id,
+                                              PrizeMemberCount.openid_hash == bindparam("openid_hash")))
+            .where(which).order_by(Prize.sort_order, Prize.id)
+            .execution_options(populate_existing=True))
+
+
+_THEME_AND_PRIZES = {id(which): _theme_and_prizes_query(which) for which in (_BY_ID, _BY_BANK)}
+
+
+def _theme_and_prizes(which: _Which, openid_hash: str) -> tuple[ThemeActivity | None, list[_PoolPrize]]:
     """The theme activity as it is now (never a cached copy: a pause must bite at once) and its prizes
     with their stock and this customer's wins of each, in one round trip."""
-    rows = db.session.execute(
-        select(ThemeActivity, *PRIZE_COLUMNS, Prize.enabled, Prize.stock_remaining, PrizeMemberCount.won)
-        .outerjoin(Prize, Prize.theme_activity_id == ThemeActivity.id)
-        .outerjoin(PrizeMemberCount, and_(PrizeMemberCount.prize_id == Prize.id,
-                                          PrizeMemberCount.openid_hash == openid_hash))
-        .where(which).order_by(Prize.sort_order, Prize.id)
-        .execution_options(populate_existing=True)).all()
+    rows = db.session.execute(_THEME_AND_PRIZES[id(which.criterion)],
+                              {**which.params, "openid_hash": openid_hash}).all()
     if not rows:
         return None, []
-    return rows[0][0], [row[1:] for row in rows if row[1] is not None]
-
-
-def _drawable(prizes: list) -> list[PrizeView]:
-    """The prizes a pick may land on now: enabled, with stock, under the customer's cap; and the fallback."""
-    width = len(PRIZE_COLUMNS)
-    candidates = []
-    for row in prizes:
-        prize, (enabled, remaining, won) = PrizeView(*row[:width]), row[width:]
-        if prize.is_fallback or (enabled and remaining > 0 and (prize.per_member_cap is None
-                                                                 or (won or 0) < prize.per_member_cap)):
-            candidates.append(prize)
-    return candidates
+    return rows[0][0], [_PoolPrize.of(row[1:]) for row in rows if row[1] is not None]
 
 
 def pick(candidates: list[PrizeView], rng: Rng) -> PrizeView:
@@ -351,12 +412,15 @@ def pick(candidates: list[PrizeView], rng: Rng) -> PrizeView:
     raise AssertionError("unreachable: the point lies within the total weight")
 
 
+_PRIZES = Prize.__table__.c
+_TAKE_STOCK = (update(Prize.__table__)
+               .where(_PRIZES.id == bindparam("prize_id"), _PRIZES.stock_remaining > 0, _PRIZES.enabled.is_(True))
+               .values(stock_remaining=_PRIZES.stock_remaining - 1).returning(_PRIZES.id))
+
+
 def _take_stock(prize: PrizeView) -> bool:
     """One unit of the prize's stock, if one is left (and the prize still on); False when gone."""
-    return db.session.execute(
-        update(Prize).where(Prize.id == prize.id, Prize.stock_remaining > 0, Prize.enabled.is_(True))
-        .values(stock_remaining=Prize.stock_remaining - 1).returning(Prize.id)
-        .execution_options(synchronize_session=False)).scalar_one_or_none() is not None
+    return db.session.execute(_TAKE_STOCK, {"prize_id": prize.id}).scalar_one_or_none() is not None
 
 
 def _fall_back(draw_id: int, picked: PrizeView, fallback: PrizeView, openid_hash: str, message) -> None:
@@ -373,19 +437,17 @@ def _fall_back(draw_id: int, picked: PrizeView, fallback: PrizeView, openid_hash
 
 
 def _count_member_win(prize: PrizeView, openid_hash: str) -> bool:
-    c = PrizeMemberCount.__table__.c
-    stmt = upsert(PrizeMemberCount).values(prize_id=prize.id, openid_hash=openid_hash, won=1)
-    stmt = stmt.on_conflict_do_update(index_elements=["prize_id", "openid_hash"], set_={"won": c.won + 1},
-                                      where=c.won < prize.per_member_cap).returning(c.won)
-    return db.session.execute(stmt).scalar_one_or_none() is not None
+    return db.session.execute(_upsert(_member_win_upsert), {
+        "prize_id": prize.id, "openid_hash": openid_hash, "cap": prize.per_member_cap}).scalar_one_or_none() is not None
 
 
 # --- replays and look-ups -------------------------------------------------------------------------
 
 
-def _earlier_draw(which: ColumnElement[bool], key: str) -> ThemeDraw | None:
+def _earlier_draw(which: _Which, key: str) -> ThemeDraw | None:
     return db.session.execute(select(ThemeDraw).join(ThemeActivity, ThemeActivity.id == ThemeDraw.theme_activity_id)
-                              .where(which, ThemeDraw.idempotency_key == key)).scalar_one_or_none()
+                              .where(which.criterion, ThemeDraw.idempotency_key == bindparam("key")),
+                              {**which.params, "key": key}).scalar_one_or_none()
 
 
 def _replay(earlier: ThemeDraw, openid_hash: str, now: datetime) -> DrawOutcome:

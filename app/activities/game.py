@@ -20,7 +20,7 @@ from datetime import datetime
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.core import crypto
 from app.core.money import format_fen
@@ -159,6 +159,18 @@ def find_theme(theme_no: str) -> ThemeActivity | None:
     return db.session.execute(select(ThemeActivity).where(ThemeActivity.theme_no == theme_no)).scalar_one_or_none()
 
 
+_IDENTITY = select(ThemeActivity.id, ThemeActivity.org_id).where(ThemeActivity.theme_no == bindparam("theme_no"))
+
+
+def theme_identity(theme_no: str) -> tuple[int, int] | None:
+    """(id, bank's organisation) of a theme activity by its 10-digit id: all a spin needs before the
+    engine reads the activity itself (loading the whole row here would be done twice)."""
+    if not THEME_NO.match(theme_no or ""):
+        return None
+    row = db.session.execute(_IDENTITY, {"theme_no": theme_no}).one_or_none()
+    return (row.id, row.org_id) if row else None
+
+
 def bank_of(theme: ThemeActivity) -> PartnerBank | None:
     """The activity's bank (whose 云数汇 account identifies its customers), if it is in business."""
     if theme.partner_bank_id is None:
@@ -242,16 +254,18 @@ def coupon_validity(activity: CouponActivity) -> str:
 # --- a spin -----------------------------------------------------------------------------------------
 
 
-def spin(theme: ThemeActivity, open_id: str, key: str, now: datetime | None = None) -> SpinResult:
+def spin(theme_id: int, open_id: str, key: str, now: datetime | None = None) -> SpinResult:
     """One draw for the customer (committed by the engine); raises SpinRefused."""
     try:
-        outcome = draw.draw(theme.id, open_id, key, channel="h5", now=now)
+        outcome = draw.draw(theme_id, open_id, key, channel="h5", now=now)
     except draw.DrawRefused as exc:
+        theme = db.session.get(ThemeActivity, theme_id)
         state = None
-        if exc.code not in ("THEME_NOT_FOUND", "INVALID_OPEN_ID"):
+        if theme is not None and exc.code not in ("THEME_NOT_FOUND", "INVALID_OPEN_ID"):
             state = spin_state(theme, draw.draws_left_of(theme, _hash(open_id), now), True, now)
         raise SpinRefused(exc.status, exc.code, customer_message(exc.code, theme), state) from exc
-    wheel = wheel_drawing.segments(on_the_wheel(theme))
+    theme = db.session.get(ThemeActivity, theme_id)  # as the draw read it: no query
+    wheel = wheel_drawing.segments(list(outcome.wheel) or on_the_wheel(theme))  # a replay did not read the wheel
     left = (outcome.draws_left, outcome.draws_left_today)
     return SpinResult(outcome, prize_text(outcome.prize), next_step(outcome.prize.kind),
                       wheel_drawing.stop_angle(wheel, outcome.prize.id), spin_state(theme, left, True, now))

@@ -59,7 +59,11 @@ TEMPLATE = "h5/game.html"
 
 def _openid_for(theme: ThemeActivity) -> str | None:
     """The customer's openid at the activity's bank, from the signed session (never from the URL)."""
-    return (session.get(SESSION_OPENIDS) or {}).get(str(theme.org_id))
+    return _openid_at(theme.org_id)
+
+
+def _openid_at(org_id: int) -> str | None:
+    return (session.get(SESSION_OPENIDS) or {}).get(str(org_id))
 
 
 def _customer_key() -> str:
@@ -182,16 +186,17 @@ def _json_refusal(status: int, code: str, message: str | None = None, spin: game
 @limiter.limit(DRAW_LIMIT_PER_CUSTOMER, key_func=_customer_key)
 @limiter.limit(DRAW_LIMIT_PER_ADDRESS)
 def spin(theme_no: str):
-    theme = game.find_theme(theme_no)
-    if theme is None:
+    found = game.theme_identity(theme_no)
+    if found is None:
         return _json_refusal(404, "THEME_NOT_FOUND")
-    open_id = _openid_for(theme)
+    theme_id, org_id = found
+    open_id = _openid_at(org_id)
     if open_id is None:
         return _json_refusal(401, "SIGN_IN_REQUIRED")
     data = request.get_json(silent=True)
     key = data.get("key") if isinstance(data, dict) else None
     try:
-        result = game.spin(theme, open_id, key if isinstance(key, str) else "")
+        result = game.spin(theme_id, open_id, key if isinstance(key, str) else "")
     except game.SpinRefused as exc:
         return _json_refusal(exc.status, exc.code, exc.message, exc.spin)
     return _no_store(jsonify(result.document())), 200 if result.outcome.replayed else 201

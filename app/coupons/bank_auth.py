@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from limits import RateLimitItemPerMinute
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from app.core import audit
 from app.extensions import db, get_redis, limiter
@@ -73,11 +73,13 @@ def authenticate(header: str | None, body: bytes, *, now: float | None = None) -
     return found["client"]
 
 
+_ACTIVE_CLIENT = (select(BankApiClient).join(Organisation, Organisation.id == BankApiClient.org_id)
+                  .where(BankApiClient.app_id == bindparam("app_id"), BankApiClient.status == "active",
+                         Organisation.status == "active"))  # built once: every bank API request runs it
+
+
 def _active_client(app_id: str) -> BankApiClient | None:
-    return db.session.execute(
-        select(BankApiClient).join(Organisation, Organisation.id == BankApiClient.org_id)
-        .where(BankApiClient.app_id == app_id, BankApiClient.status == "active", Organisation.status == "active")
-    ).scalar_one_or_none()
+    return db.session.execute(_ACTIVE_CLIENT, {"app_id": app_id}).scalar_one_or_none()
 
 
 def _first_use_of_nonce(app_id: str, nonce: str) -> bool:

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from app.activities import draw as engine
 from app.activities import lifecycle
-from app.activities.models import ThemeActivity
 from app.activities.prize_models import Prize, PrizeMemberCount, ThemeDraw, ThemeParticipant
 from app.core import crypto
 from app.core.outbox import OutboxMessage
@@ -287,11 +286,16 @@ def test_the_last_unit_goes_once_then_the_fallback_is_given(make, bank):
     assert fresh(prize).stock_remaining == 0
 
 
+def candidates_now(theme):
+    """The prizes a draw of this theme could land on, as the engine reads them at this moment."""
+    return engine._drawable(engine._theme_and_prizes(engine._Which(engine._BY_ID, {"theme_id": theme.id}), "nobody")[1])
+
+
 def test_a_pick_whose_stock_went_in_the_meantime_falls_back(make, bank, monkeypatch):
     """The wheel lands on a prize a concurrent draw has just emptied: the fallback is awarded."""
     theme = make.wheel_theme(bank, thanks_weight=1)
     prize = make.prize(theme, stock=1, weight=100, sort_order=1)
-    stale = engine._drawable(engine._theme_and_prizes(ThemeActivity.id == theme.id, "nobody")[1])  # read while the unit was still there
+    stale = candidates_now(theme)  # read while the unit was still there
     db.session.rollback()
     spin(theme, open_id="oFirst", rng=Always(0))
     monkeypatch.setattr(engine, "_drawable", lambda prizes: stale)
@@ -326,7 +330,7 @@ def test_the_per_member_cap_holds_and_others_still_win(make, bank):
 def test_a_capped_pick_lost_to_a_race_gives_the_count_back(make, bank, monkeypatch):
     theme = make.wheel_theme(bank, thanks_weight=1)
     prize = make.prize(theme, stock=1, weight=100, sort_order=1, per_member_cap=2)
-    stale = engine._drawable(engine._theme_and_prizes(ThemeActivity.id == theme.id, "nobody")[1])
+    stale = candidates_now(theme)
     db.session.rollback()
     spin(theme, open_id="oFirst", rng=Always(0))
     monkeypatch.setattr(engine, "_drawable", lambda prizes: stale)
