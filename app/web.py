@@ -121,12 +121,23 @@ def register_errors(app: Flask) -> None:
     def forbidden(error):
         return error_page(403, _("No permission"), _("Your role does not allow this. Ask an administrator if you need it."))
 
+    def api_error(error):
+        """Banks' systems get the API's JSON error, even for an address or method the API does not have
+        (routing errors reach the app's handlers, not the API blueprints')."""
+        from app.coupons.api import http_error
+
+        return http_error(error)
+
     @app.errorhandler(404)
     def not_found(error):
+        if request.path.startswith(API_PREFIX):
+            return api_error(error)
         return error_page(404, _("Not found"), _("The page or record does not exist, or is not visible to you."))
 
     @app.errorhandler(405)
     def method_not_allowed(error):
+        if request.path.startswith(API_PREFIX):
+            return api_error(error)
         return error_page(405, _("Not allowed"), _("This address does not accept that kind of request."))
 
     @app.errorhandler(429)
@@ -150,6 +161,9 @@ def register_errors(app: Flask) -> None:
         return error_page(500, _("Something went wrong"), _("The error has been logged. Please try again; nothing was changed."))
 
     app.jinja_env.globals["htmx_targets"] = htmx_targets
+
+
+API_PREFIX = "/api/"  # the banks' JSON API (app.coupons.api, app.activities.draw_api)
 
 
 SECURITY_HEADERS = {

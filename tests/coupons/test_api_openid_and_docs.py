@@ -153,3 +153,21 @@ def test_the_docs_page_reads_the_description(client):
                   "STOCK_EXHAUSTED", "REDEMPTION", "/api/v1/activities/{themeNo}/draws"):
         assert words in text
     assert "cdn" not in text.lower()
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/api/v1/no-such-thing", 404, "NOT_FOUND"),
+    ("POST", "/api/v1/activities/5000000001/draws/extra/segments", 404, "NOT_FOUND"),
+    ("DELETE", "/api/v1/coupons/issue", 405, "METHOD_NOT_ALLOWED"),
+])
+def test_an_address_or_method_the_api_does_not_have_is_answered_in_json(client, method, path, status, code):
+    answer = client.open(path, method=method)
+
+    assert answer.status_code == status and answer.is_json
+    assert answer.get_json()["code"] == code and answer.get_json()["message"]
+
+
+def test_the_console_keeps_its_own_not_found_page(client):
+    answer = client.get("/no-such-page")
+
+    assert answer.status_code == 404 and not answer.is_json and "<html" in answer.get_data(as_text=True)
