@@ -31,14 +31,15 @@ from typing import Any, Protocol
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from app.core import audit, crypto, outbox
 from app.core.tenancy import scoped
 from app.core.timeutil import BUSINESS_TZ, utcnow
-from app.extensions import commit_keeping_loaded, db, upsert
+from app.extensions import commit_keeping_loaded, db, dialect_insert
 
 from . import bank_auth, notifications
 from .models import (BankApiClient, CouponActivity, CouponIssue, CouponMemberCount, PartnerBank, TunnelAccount,
@@ -202,9 +203,15 @@ def _check_bank_id(client: BankApiClient, bank_id: str | None) -> None:
         raise IssueRefused(404, "BANK_NOT_FOUND", f"bankId {bank_id} is not a bank this client may act for")
 
 
+# The issue API's statements are built once, with bind parameters: SQLAlchemy then compiles each
+# once per process and skips building it and computing its cache key at every request.
+_ISSUE_BY_CALL_TRADE_NO = select(CouponIssue).where(CouponIssue.org_id == bindparam("org_id"),
+                                                    CouponIssue.call_trade_no == bindparam("call_trade_no"))
+
+
 def _issue_by_call_trade_no(org_id: int, call_trade_no: str) -> CouponIssue | None:
-    return db.session.execute(select(CouponIssue).where(CouponIssue.org_id == org_id,
-                                                        CouponIssue.call_trade_no == call_trade_no)).scalar_one_or_none()
+    return db.session.execute(_ISSUE_BY_CALL_TRADE_NO,
+                              {"org_id": org_id, "call_trade_no": call_trade_no}).scalar_one_or_none()
 
 
 def find_issue(client: BankApiClient, call_trade_no: str) -> CouponIssue | None:
@@ -224,13 +231,22 @@ def _same_request_or_refuse(issue: CouponIssue, request: IssueRequest, openid_ha
     return issue
 
 
+def _activity_query(by_code: bool, by_batch: bool):
+    stmt = select(CouponActivity).where(CouponActivity.org_id == bindparam("org_id"))
+    if by_code:
+        stmt = stmt.where(CouponActivity.code == bindparam("code"))
+    if by_batch:
+        stmt = stmt.where(CouponActivity.batch_no == bindparam("batch"))
+    return stmt.limit(2)
+
+
+_ACTIVITY_BY = {(code, batch): _activity_query(code, batch) for code in (False, True) for batch in (False, True)}
+
+
 def _issuable_activity(client: BankApiClient, request: IssueRequest) -> CouponActivity:
-    stmt = select(CouponActivity).where(CouponActivity.org_id == client.org_id)
-    if request.activity_code:
-        stmt = stmt.where(CouponActivity.code == request.activity_code)
-    if request.batch_code:
-        stmt = stmt.where(CouponActivity.batch_no == request.batch_code)
-    found = list(db.session.execute(stmt.limit(2)).scalars())
+    stmt = _ACTIVITY_BY[bool(request.activity_code), bool(request.batch_code)]
+    found = list(db.session.execute(stmt, {"org_id": client.org_id, "code": request.activity_code,
+                                           "batch": request.batch_code}).scalars())
     if not found:
         raise IssueRefused(404, "ACTIVITY_NOT_FOUND", "no coupon activity of this bank has that activityCode / batchCode")
     if len(found) > 1:
@@ -263,10 +279,12 @@ def _check_tunnel_ready(activity: CouponActivity) -> None:
                            f"coupon activity {activity.code} lacks {', '.join(missing)} for its tunnel")
 
 
+_TUNNEL_ACCOUNT = select(TunnelAccount).where(TunnelAccount.org_id == bindparam("org_id"),
+                                               TunnelAccount.tunnel == bindparam("tunnel"), TunnelAccount.status == "active")
+
+
 def tunnel_account(org_id: int, tunnel: str) -> TunnelAccount | None:
-    return db.session.execute(select(TunnelAccount).where(
-        TunnelAccount.org_id == org_id, TunnelAccount.tunnel == tunnel, TunnelAccount.status == "active")
-    ).scalar_one_or_none()
+    return db.session.execute(_TUNNEL_ACCOUNT, {"org_id": org_id, "tunnel": tunnel}).scalar_one_or_none()
 
 
 def _store_new_issue(client: BankApiClient, activity: CouponActivity, request: IssueRequest,
@@ -309,21 +327,29 @@ def _queue_delivery(issue: CouponIssue) -> None:
 # --- stock and per-member counts -----------------------------------------------------------------
 
 
+def _member_count_upsert(insert_into):
+    """One more coupon for a customer of an activity, unless they have the activity's limit."""
+    counts = CouponMemberCount.__table__.c
+    return insert_into(CouponMemberCount.__table__).values(
+        coupon_activity_id=bindparam("activity_id"), openid_hash=bindparam("openid_hash"), issued=1,
+    ).on_conflict_do_update(index_elements=["coupon_activity_id", "openid_hash"], set_={"issued": counts.issued + 1},
+                            where=counts.issued < bindparam("limit")).returning(counts.issued)
+
+
+_MEMBER_COUNT = {insert_into: _member_count_upsert(insert_into) for insert_into in (postgresql.insert, sqlite.insert)}
+_ACTIVITIES = CouponActivity.__table__.c
+_TAKE_ONE = (update(CouponActivity.__table__)
+             .where(_ACTIVITIES.id == bindparam("activity_id"), _ACTIVITIES.issued_count < _ACTIVITIES.issue_total)
+             .values(issued_count=_ACTIVITIES.issued_count + 1).returning(_ACTIVITIES.issued_count))
+
+
 def _take_counts(issue: CouponIssue, activity: CouponActivity) -> IssueRefused | None:
     """Count one more coupon for the customer and for the activity, both guarded; None when both held."""
-    member = upsert(CouponMemberCount).values(coupon_activity_id=activity.id, openid_hash=issue.openid_hash, issued=1)
-    member = member.on_conflict_do_update(
-        index_elements=["coupon_activity_id", "openid_hash"], set_={"issued": CouponMemberCount.issued + 1},
-        where=CouponMemberCount.issued < activity.per_member_limit,
-    ).returning(CouponMemberCount.issued)
-    if db.session.execute(member).scalar_one_or_none() is None:
+    member = {"activity_id": activity.id, "openid_hash": issue.openid_hash, "limit": activity.per_member_limit}
+    if db.session.execute(_MEMBER_COUNT[dialect_insert()], member).scalar_one_or_none() is None:
         return IssueRefused(409, "MEMBER_LIMIT_REACHED",
                             f"this customer already has {activity.per_member_limit} coupon(s) of this activity")
-    stock = (update(CouponActivity)
-             .where(CouponActivity.id == activity.id, CouponActivity.issued_count < CouponActivity.issue_total)
-             .values(issued_count=CouponActivity.issued_count + 1).returning(CouponActivity.issued_count)
-             .execution_options(synchronize_session=False))
-    if db.session.execute(stock).scalar_one_or_none() is None:
+    if db.session.execute(_TAKE_ONE, {"activity_id": activity.id}).scalar_one_or_none() is None:
         return IssueRefused(409, "STOCK_EXHAUSTED", f"coupon activity {activity.code} has no coupons left")
     return None
 
