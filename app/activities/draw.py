@@ -39,10 +39,10 @@ Why a conditional UPDATE in PostgreSQL rather than a Redis script — measured w
   stock taken at all. The row lock is held for about one commit, so one prize tops out near
   1 ÷ commit latency; a script in Redis does not;
 - the whole request at 64 clients, on the H5 page or through the banks' signed API: 163–233
-  draws/s (0.22–0.34 × /healthz of the same run), whatever the stock. The request is bound by the
-  CPU the web workers and PostgreSQL share (session or signatures, rate limits, JSON, about nine
-  round trips and a durable commit), below the row's ceiling, so Redis would not make draws
-  faster here;
+  draws/s (0.22–0.34 × /healthz of the same run), whatever the stock; 0.31–0.43 × on a slower
+  machine once the statements below were built once. The request is bound by the CPU the web
+  workers and PostgreSQL share (session or signatures, rate limits, JSON, about seven round
+  trips and a durable commit), below the row's ceiling, so Redis would not make draws faster here;
 - a Redis design adds a second source of truth: stock taken in Redis by a draw whose transaction
   then fails, or whose process dies, must be given back, and rebuilding Redis from the database
   while draws are in flight needs reservations with timeouts. With one transaction there is one
