@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.timeutil import utcnow
@@ -142,14 +142,22 @@ class _IssueRef:
     order_no: str
 
 
+def _issue_query(by_order_no: bool):
+    """Built once per way of naming the issue (our order number, else 云数汇's coupon id): every
+    callback of a storm runs one of them."""
+    named = (CouponIssue.order_no == bindparam("order_no") if by_order_no
+             else CouponIssue.third_coupon_id == bindparam("third_coupon_id"))
+    return (select(CouponIssue.id, CouponIssue.org_id, CouponIssue.order_no)
+            .where(CouponIssue.org_id == bindparam("org_id"), named).limit(1))
+
+
+_ISSUE_BY = {by_order_no: _issue_query(by_order_no) for by_order_no in (True, False)}
+
+
 def _our_issue(account: TunnelAccount, fields: dict) -> _IssueRef | None:
-    stmt = (select(CouponIssue.id, CouponIssue.org_id, CouponIssue.order_no)
-            .where(CouponIssue.org_id == account.org_id))
-    if fields.get("mer_order_id"):
-        stmt = stmt.where(CouponIssue.order_no == fields["mer_order_id"])
-    else:
-        stmt = stmt.where(CouponIssue.third_coupon_id == fields["third_coupon_id"])
-    row = db.session.execute(stmt.limit(1)).first()
+    row = db.session.execute(_ISSUE_BY[bool(fields.get("mer_order_id"))], {
+        "org_id": account.org_id, "order_no": fields.get("mer_order_id"),
+        "third_coupon_id": fields.get("third_coupon_id")}).first()
     return _IssueRef(*row) if row else None
 
 
@@ -193,9 +201,11 @@ def _apply_once(inbound: _Inbound, issue: CouponIssue | _IssueRef, event_key: st
     return Receipt(ACK_SUCCESS)
 
 
+_APPLIED = select(CouponCallback.id).where(CouponCallback.event_key == bindparam("event_key")).limit(1)
+
+
 def _applied_before(event_key: str) -> bool:
-    found = db.session.execute(select(CouponCallback.id).where(CouponCallback.event_key == event_key)).first()
-    return found is not None
+    return db.session.execute(_APPLIED, {"event_key": event_key}).first() is not None
 
 
 def _duplicate(inbound: _Inbound, issue: CouponIssue | _IssueRef, event_key: str) -> Receipt:
