@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
 
@@ -134,6 +134,10 @@ class DrawOutcome:
     draws_left: int | None  # lifetime draws the customer has left (None: no cap)
     draws_left_today: int | None  # draws left today (None: no daily cap)
     wheel: tuple[PrizeView, ...] = ()  # the prizes on the wheel as the draw read them (empty: not read)
+    # the activity as the draw read it, still loaded after the commit (None: a replay, which did not
+    # read it). Held here because the session only holds it weakly: once the draw returned, asking the
+    # session for it again would cost a connection check-out and a query.
+    theme: ThemeActivity | None = field(default=None, compare=False, repr=False)
 
     @property
     def won(self) -> bool:
@@ -230,7 +234,7 @@ def _new_draw(which: _Which, open_id: str, openid_hash: str, key: str, channel: 
     status = "none" if awarded.is_fallback else "pending"
     wheel = tuple(prize.view for prize in prizes if prize.on_the_wheel)
     return DrawOutcome(draw_id, draw_no, now, awarded, picked.id, status, False, *_draws_left(theme, counts, today),
-                       wheel=wheel)
+                       wheel=wheel, theme=theme)
 
 
 _RECORD = insert(ThemeDraw.__table__).returning(ThemeDraw.__table__.c.id)

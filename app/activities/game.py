@@ -264,7 +264,7 @@ def spin(theme_id: int, open_id: str, key: str, now: datetime | None = None) -> 
         if theme is not None and exc.code not in ("THEME_NOT_FOUND", "INVALID_OPEN_ID"):
             state = spin_state(theme, draw.draws_left_of(theme, _hash(open_id), now), True, now)
         raise SpinRefused(exc.status, exc.code, customer_message(exc.code, theme), state) from exc
-    theme = db.session.get(ThemeActivity, theme_id)  # as the draw read it: no query
+    theme = outcome.theme or db.session.get(ThemeActivity, theme_id)  # a replay did not read it
     wheel = wheel_drawing.segments(list(outcome.wheel) or on_the_wheel(theme))  # a replay did not read the wheel
     left = (outcome.draws_left, outcome.draws_left_today)
     return SpinResult(outcome, prize_text(outcome.prize), next_step(outcome.prize.kind),

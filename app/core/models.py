@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import string
 from datetime import datetime
 
@@ -10,6 +9,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, Text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from app.core import crypto
+from app.core.randomtext import random_text
 from app.core.timeutil import utcnow
 
 
@@ -48,4 +48,4 @@ _CODE_ALPHABET = string.digits + string.ascii_uppercase
 
 def public_code(prefix: str = "", length: int = 12, alphabet: str = _CODE_ALPHABET) -> str:
     """A public identifier from the CSPRNG (never the primary key)."""
-    return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
+    return prefix + random_text(length, alphabet)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
 import string
 import time
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from app.core.randomtext import random_text
 
 SCHEME = "LKLAPI-SHA256withRSA"
 RESPONSE_HEADERS = ("Lklapi-Appid", "Lklapi-Serial", "Lklapi-Timestamp", "Lklapi-Nonce", "Lklapi-Signature")
@@ -103,13 +104,8 @@ def _load_public_key(pem: str):
 
 
 def new_nonce(length: int = 32) -> str:
-    """`length` letters and digits, each uniformly random: the base-62 digits of one CSPRNG number
-    (one call to the system's generator rather than one per character)."""
-    number, digits = secrets.randbelow(len(_NONCE_ALPHABET) ** length), []
-    for _ in range(length):
-        number, digit = divmod(number, len(_NONCE_ALPHABET))
-        digits.append(_NONCE_ALPHABET[digit])
-    return "".join(digits)
+    """`length` letters and digits, each uniformly random."""
+    return random_text(length, _NONCE_ALPHABET)
 
 
 def now_timestamp() -> str:

@@ -4,6 +4,7 @@ identified through 云数汇's OpenID hand-off (the sandbox) into the signed ses
 idempotent retry, refusals); a gift's delivery address; visits counted; banks kept apart."""
 from __future__ import annotations
 
+import gc
 import itertools
 import re
 import threading
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.activities import backgrounds, game, h5, prizes, visits, wheel_drawing
 from app.activities import draw as engine
@@ -357,6 +358,44 @@ def test_a_winning_spin_answers_the_prize_the_stop_angle_and_the_draws_left(app,
     assert mine.status_code == 200 and Page(mine).prize_states() == {doc["drawNo"]: "pending"}
     outbox.relay_due()
     assert Page(client.get(page_url(theme))).prize_states() == {doc["drawNo"]: "credited"}
+
+
+def test_a_spin_checks_out_one_connection_and_reads_the_activity_once(app, client, bank, theme, monkeypatch):
+    """The answer is made from the activity the draw read: asking the session for it again after the
+    commit would check out a second connection (a pre-ping and a query) — the session holds what it
+    loaded only weakly, so nothing but the outcome keeps it."""
+    monkeypatch.setattr(engine, "_system_random", First())
+    sign_in(client, theme)
+    url, csrf = f"{page_url(theme)}/draws", Page(client.get(page_url(theme))).csrf
+    checkouts, activity_reads = [], []
+
+    def on_checkout(*args):
+        checkouts.append(1)
+
+    def on_statement(conn, cursor, statement, *args):
+        if "FROM theme_activities" in statement:
+            activity_reads.append(statement)
+
+    real_draw = engine.draw
+
+    def draw_then_collect(*args, **kwargs):  # the collector may run at any moment; here, right after
+        outcome = real_draw(*args, **kwargs)
+        gc.collect()
+        return outcome
+
+    monkeypatch.setattr(engine, "draw", draw_then_collect)
+    db.session.expunge_all()  # as in a fresh request: nothing of the activity in hand
+    event.listen(db.engine.pool, "checkout", on_checkout)
+    event.listen(db.engine, "before_cursor_execute", on_statement)
+    try:
+        answer = client.post(url, json={"key": "one-checkout"}, headers={"X-CSRFToken": csrf})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_statement)
+        event.remove(db.engine.pool, "checkout", on_checkout)
+
+    assert answer.status_code == 201 and answer.get_json()["won"] is True
+    assert len(checkouts) == 1
+    assert len(activity_reads) == 2  # its id and bank by the public number; the activity with its prizes
 
 
 def test_the_fallback_lands_on_the_thanks_slice_and_is_no_prize(app, client, bank, theme, monkeypatch):
