@@ -321,9 +321,12 @@ def _count_participation(theme: ThemeActivity, open_id: str, openid_hash: str, n
     return counts
 
 
+_DRAWS_TOTAL = select(ThemeParticipant.draws_total).where(ThemeParticipant.theme_activity_id == bindparam("theme_id"),
+                                                          ThemeParticipant.openid_hash == bindparam("openid_hash"))
+
+
 def _limit_refusal(theme: ThemeActivity, openid_hash: str) -> DrawRefused:
-    total = db.session.execute(select(ThemeParticipant.draws_total).where(
-        ThemeParticipant.theme_activity_id == theme.id, ThemeParticipant.openid_hash == openid_hash)).scalar_one()
+    total = db.session.execute(_DRAWS_TOTAL, {"theme_id": theme.id, "openid_hash": openid_hash}).scalar_one()
     if theme.participation_limit is not None and total >= theme.participation_limit:
         return DrawRefused(409, "TOTAL_LIMIT_REACHED",
                            f"the customer has used all {theme.participation_limit} draws of this activity")
@@ -448,10 +451,12 @@ def _count_member_win(prize: PrizeView, openid_hash: str) -> bool:
 # --- replays and look-ups -------------------------------------------------------------------------
 
 
+_EARLIER_DRAW = {id(which): select(ThemeDraw).join(ThemeActivity, ThemeActivity.id == ThemeDraw.theme_activity_id)
+                 .where(which, ThemeDraw.idempotency_key == bindparam("key")) for which in (_BY_ID, _BY_BANK)}
+
+
 def _earlier_draw(which: _Which, key: str) -> ThemeDraw | None:
-    return db.session.execute(select(ThemeDraw).join(ThemeActivity, ThemeActivity.id == ThemeDraw.theme_activity_id)
-                              .where(which.criterion, ThemeDraw.idempotency_key == bindparam("key")),
-                              {**which.params, "key": key}).scalar_one_or_none()
+    return db.session.execute(_EARLIER_DRAW[id(which.criterion)], {**which.params, "key": key}).scalar_one_or_none()
 
 
 def _replay(earlier: ThemeDraw, openid_hash: str, now: datetime) -> DrawOutcome:
