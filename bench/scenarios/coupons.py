@@ -20,6 +20,10 @@ a. issue API acceptance: POST /api/v1/coupons/issue, LKLAPI-signed, one Idempote
    has the machine to itself; accepted (202) requests/s and latency against /healthz (goal ≥ 0.7×);
    then `RQ_WORKERS` `rq worker` processes start (the README's production command) and the backlog
    the case left is drained to the sandbox (issues/s reported);
+floor. a signed request at its cheapest: GET /api/v1/coupons/issues/<a callTradeNo never issued>, signed;
+   its signature, nonce and client are checked, its rate limit counted, one indexed look-up made
+   and the 404 answer signed. No signed operation can be cheaper, so its ratio to /healthz is the
+   ceiling of (a)'s and of the signed draw API's on the machine of the run;
 b. end to end: `E2E_ISSUES` issues POSTed with the workers running; from the first request sent
    to the last issue settled (succeeded or failed, as recorded by the worker that got the
    sandbox's answer): issues/s, and each issue's accept → settled latency;
@@ -316,7 +320,7 @@ def _settle_times(app, state: dict, kind: str) -> dict:
 # --- the cases -----------------------------------------------------------------------------------
 
 def measure(app, state: dict, base: str, args, baseline: dict, results: list[dict]) -> list[dict]:
-    rows = [_acceptance(state, base, args, baseline)]
+    rows = [_acceptance(state, base, args, baseline), _signed_floor(state, base, args, baseline)]
     _start_workers(state)
     print(f"started {RQ_WORKERS} rq workers ({RQ_WORKER_CLASS}; outbox default reports)", flush=True)
     rows.append(_drain(app, state, rows[0]))
@@ -338,6 +342,30 @@ def _acceptance(state: dict, base: str, args, baseline: dict) -> dict:
     row["notes"] = [_goal(row, baseline, "(a) issue acceptance")]
     if unsent == 0:
         row["notes"].append("    (every pre-signed request was sent before the time was up: sign more to run longer)")
+    return row
+
+
+def _query_requests(state: dict, count: int) -> list[dict]:
+    """`count` signed look-ups of callTradeNos that were never issued (each answered 404, signed)."""
+    from app.providers import lklapi
+
+    return [{"method": "GET", "path": f"/api/v1/coupons/issues/N{state['run']}{i:07d}", "body": "", "status": 404,
+             "headers": {"Authorization": lklapi.request_authorization(state["app_id"], state["serial"],
+                                                                       state["private_pem"], b"")}}
+            for i in range(count)]
+
+
+def _signed_floor(state: dict, base: str, args, baseline: dict) -> dict:
+    """The cheapest signed request there is: its signature, nonce and client checked, its rate limit
+    counted, one indexed look-up, the answer signed. No signed operation of the API (an issue, a
+    draw) can go faster; its ratio to /healthz is the ceiling of theirs on this machine."""
+    wanted = min(args.max_requests, int(baseline["rps"] * args.duration * 1.3) + 100)
+    sent = _fire(base, _query_requests(state, wanted), args.clients, args.duration,
+                 _query_requests(state, args.clients * args.warmup))
+    row = _row(f"signed query of an unknown callTradeNo, 404 ({args.clients} clients)", sent)
+    ratio = row["rps"] / baseline["rps"] if baseline["rps"] else 0.0
+    row["notes"] = [f"(floor) a signed API request at its cheapest: {row['rps']:.1f}/s = {ratio:.2f}x /healthz "
+                    f"({baseline['rps']:.1f}/s): the ceiling of any signed operation's ratio in this run"]
     return row
 
 
@@ -501,7 +529,8 @@ def _send_all(spec: dict) -> dict:
     epoch: list[float] = []
 
     def send(http: httpx.Client, request: dict) -> tuple[int, str]:
-        response = http.post(request["path"], content=request["body"].encode(), headers=request["headers"])
+        response = http.request(request.get("method", "POST"), request["path"], content=request["body"].encode(),
+                                headers=request["headers"])
         return response.status_code, response.text
 
     def client(number: int) -> None:
