@@ -477,15 +477,18 @@ def outcome_of(record: ThemeDraw, *, replayed: bool = False,
                        record.picked_prize_id, record.fulfilment_status, replayed, *draws_left)
 
 
+_THEME_FOR_BANK = select(ThemeActivity).where(_BY_BANK)
+_DRAW_BY_NO = select(ThemeDraw).where(ThemeDraw.theme_activity_id == bindparam("theme_id"),
+                                      ThemeDraw.draw_no == bindparam("draw_no"))
+
+
 def theme_for_bank(theme_no: str, org_id: int) -> ThemeActivity | None:
     """A bank's theme activity by its 10-digit id (another bank's is None: not found)."""
-    return db.session.execute(select(ThemeActivity).where(ThemeActivity.theme_no == theme_no,
-                                                          ThemeActivity.org_id == org_id)).scalar_one_or_none()
+    return db.session.execute(_THEME_FOR_BANK, {"theme_no": theme_no, "org_id": org_id}).scalar_one_or_none()
 
 
 def find_draw(theme_id: int, draw_no: str) -> ThemeDraw | None:
-    return db.session.execute(select(ThemeDraw).where(ThemeDraw.theme_activity_id == theme_id,
-                                                      ThemeDraw.draw_no == draw_no)).scalar_one_or_none()
+    return db.session.execute(_DRAW_BY_NO, {"theme_id": theme_id, "draw_no": draw_no}).scalar_one_or_none()
 
 
 def draws_of(theme_id: int, open_id: str, limit: int = 50) -> list[tuple[ThemeDraw, Prize]]:

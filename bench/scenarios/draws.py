@@ -23,6 +23,10 @@ fulfilment message not matching a win, a key drawn twice, a retry answered with 
 
 The goal (issue 5): draws ≥ 0.8 × /healthz throughput, zero violations.
 
+Then the floor of the signed API: a signed look-up of a draw number that does not exist (404,
+signed), beside a /healthz run of its own. A signed draw does all of that work and more, so the
+floor's ratio to /healthz is the ceiling of the API's draws on the machine of the run.
+
 Last, the engine alone (no HTTP, no signatures), 64 threads in this process, every draw on one
 prize: its stock taken by the guarded UPDATE of the prize row (what the engine does), by a Redis Lua
 script instead (an experiment: the engine's `_take_stock` swapped for the run), and not at all —
@@ -249,6 +253,31 @@ def _draw_answer(response: httpx.Response) -> tuple[str, str]:
     return doc["drawNo"], "won" if doc["won"] else "thanks"  # the H5 page
 
 
+def _signed_floor(app, state: dict, theme: dict, base_url: str, args) -> list[dict]:
+    """The cheapest signed request of the draw API beside its own /healthz run: a draw number that
+    does not exist, looked up (the bank's signature, nonce, client and rate limit checked, the
+    activity and the draw looked up, the 404 signed). No signed draw can be cheaper than this."""
+    from app.providers import lklapi
+
+    paths = [f"/api/v1/activities/{theme['theme_no']}/draws/DNONE{n:011d}"
+             for n in range(min(REQUESTS_PER_CASE, args.max_requests))]
+    headers = [{"Authorization": lklapi.request_authorization(state["app_id"], state["serial"], state["private_pem"],
+                                                              b"")} for _ in paths]
+
+    def send(http: httpx.Client, n: int) -> tuple[bool, object]:
+        response = http.get(paths[n], headers=headers[n])
+        return response.status_code == 404, f"{paths[n]}: HTTP {response.status_code} {response.text[:120]}"
+
+    health, _ = _drive(base_url, f"/healthz, {CLIENTS} clients (signed floor run)", _healthz, args.max_requests,
+                       args.duration)
+    floor, _ = _drive(base_url, "api: a signed look-up of no draw (404)", send, len(paths), args.duration)
+    ratio = floor["rps"] / health["rps"] if health["rps"] else 0.0
+    floor["ratio_to_healthz"] = round(ratio, 3)
+    floor["notes"] = [f"  api floor: the cheapest signed request, {floor['rps']:.0f}/s = {ratio:.2f} x /healthz "
+                      f"({health['rps']:.0f}/s): no signed draw can reach a higher ratio on this machine"]
+    return [health, floor]
+
+
 # --- the books -------------------------------------------------------------------------------------
 
 
@@ -402,6 +431,7 @@ def measure(app, state: dict, base_url: str, args, baseline: dict, results: list
             *(f"    violation: {p}" for p in problems[:10]),
         ]
         rows += [health, drawn]
+    rows += _signed_floor(app, state, theme, base_url, args)
     rates = engine_comparison(state, args.database_url, args.redis_url)
     rows.append({"name": "engine alone", "engine_draws_per_s": rates, "notes": [
         f"  the engine alone, {CLIENTS} threads in-process, every draw on one prize: "
