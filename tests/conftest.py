@@ -20,6 +20,11 @@ from tests.factories import Factories
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_configure(config) -> None:
+    # Options of a select field are `app.core.choices.options`: WTForms 3.4 drops plain tuples.
+    config.addinivalue_line("filterwarnings", "error:Passing SelectField choices:DeprecationWarning")
+
+
 def reset_schema() -> None:
     """Drop everything in the test database and rebuild it with the migrations."""
     with db.engine.begin() as conn:

@@ -10,12 +10,13 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.validators import InputRequired, NumberRange, Optional
 
+from app.core.choices import options
 from app.members.forms import YuanField
 
 from . import prizes
 from .prize_models import WEIGHT_MAX, WEIGHT_MIN
 
-KIND_CHOICES = [(kind, prizes.KIND_LABELS[kind]) for kind in ("coupon", "points", "cash", "gift")]
+KIND_CHOICES = options((kind, prizes.KIND_LABELS[kind]) for kind in ("coupon", "points", "cash", "gift"))
 WHOLE = _l("Enter a whole number.")
 
 
@@ -43,7 +44,8 @@ class PrizeForm(FlaskForm):
     enabled = BooleanField(_l("On the wheel"), default=True)
 
     def offer_coupons(self, activities) -> None:
-        self.coupon_activity_id.choices = [("", "—")] + [(str(a.id), f"{a.code} · {a.name}") for a in activities]
+        coupons = [(str(a.id), f"{a.code} · {a.name}") for a in activities]
+        self.coupon_activity_id.choices = options([("", "—"), *coupons])
 
     def details(self) -> prizes.PrizeDetails:
         return prizes.PrizeDetails(

@@ -15,6 +15,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
+from app.core.choices import options
 from app.core.timeutil import BUSINESS_TZ, to_local
 from app.coupons import activities
 from app.members.forms import PercentField, YuanField
@@ -123,9 +124,9 @@ class CouponActivityForm(FlaskForm):
     theme = StringField(_l("Theme activity"), validators=[Optional()])
     org_id = SelectField(_l("Bank"), coerce=_optional_int, validate_choice=False)
     institution_id = IntegerField(_l("Institution"), validators=[Optional()])  # the master-data picker's id
-    tunnel = SelectField(_l("Tunnel"), choices=list(TUNNEL_LABELS.items()), default="yunshuhui")
-    channel = SelectField(_l("Channel"), choices=list(CHANNEL_LABELS.items()), default="wechat")
-    coupon_type = SelectField(_l("Coupon type"), choices=list(COUPON_TYPE_LABELS.items()), default="threshold")
+    tunnel = SelectField(_l("Tunnel"), choices=options(TUNNEL_LABELS.items()), default="yunshuhui")
+    channel = SelectField(_l("Channel"), choices=options(CHANNEL_LABELS.items()), default="wechat")
+    coupon_type = SelectField(_l("Coupon type"), choices=options(COUPON_TYPE_LABELS.items()), default="threshold")
     batch_no = StringField(_l("Channel batch no."), validators=NEEDED,
                            render_kw={"maxlength": 9, "inputmode": "numeric", "placeholder": "123456789"})
     upstream_activity_id = StringField(_l("云数汇 activity id"), validators=[Optional()],
@@ -144,13 +145,13 @@ class CouponActivityForm(FlaskForm):
                                      render_kw={"type": "datetime-local", "step": 1})
     end_at = ShanghaiDateTimeField(_l("End"), validators=NEEDED,
                                    render_kw={"type": "datetime-local", "step": 1})
-    valid_type = SelectField(_l("Coupon validity"), choices=list(VALID_TYPE_LABELS.items()), default="absolute")
+    valid_type = SelectField(_l("Coupon validity"), choices=options(VALID_TYPE_LABELS.items()), default="absolute")
     valid_days = IntegerField(_l("Valid for (days)"), validators=[Optional()], render_kw={"min": 1})
     issue_total = IntegerField(_l("Issue total"), validators=NEEDED, render_kw={"min": 1})
     per_member_limit = IntegerField(_l("Per-customer limit"), validators=NEEDED, default=1,
                                     render_kw={"min": 1})
     settled = BooleanField(_l("Settled with the merchant"))
-    settle_type = SelectField(_l("Who bears the cost"), choices=[("", "—"), *SETTLE_TYPE_LABELS.items()],
+    settle_type = SelectField(_l("Who bears the cost"), choices=options([("", "—"), *SETTLE_TYPE_LABELS.items()]),
                               validate_choice=False)
     settle_rate = PercentField(_l("Bank's share (%)"), validators=[Optional()],
                                render_kw={"inputmode": "decimal", "placeholder": "50"})
@@ -213,5 +214,5 @@ class CouponActivityEditForm(CouponActivityForm):
 def fill_choices(form: CouponActivityForm, banks: list[tuple[int, str]]) -> None:
     """The options of the bank select (the add form's; the edit form has none)."""
     if form.org_id is not None:
-        form.org_id.choices = [("", "—"), *banks]
+        form.org_id.choices = options([("", "—"), *banks])
 

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
+from app.core.choices import options
 from app.coupons import masterdata
 from app.coupons.masterdata import KIND_LABELS, PartyDetails
 
@@ -31,7 +32,7 @@ class InstitutionForm(FlaskForm):
                                                ServiceCheck(masterdata.clean_code), Length(max=8)])
     name = StringField(_l("Name"), validators=[InputRequired(_l("Enter the name.")),
                                                Length(max=masterdata.NAME_MAX)])
-    kind = SelectField(_l("Type"), choices=list(KIND_LABELS.items()), validators=[InputRequired()])
+    kind = SelectField(_l("Type"), choices=options(KIND_LABELS.items()), validators=[InputRequired()])
     contact_name = StringField(_l("Contact person"), validators=[Optional(), Length(max=masterdata.CONTACT_NAME_MAX)])
     contact_phone = StringField(_l("Contact phone"), validators=[Optional(), Length(max=30),
                                                                  ServiceCheck(masterdata.clean_phone)])

@@ -20,6 +20,7 @@ from jinja2_fragments.flask import render_block
 from sqlalchemy import Select, func, select
 
 from app.auth.forms import EmptyForm
+from app.core.choices import options
 from app.core.exports import (EXPORT_ROW_LIMIT, FORMATS, Column, export_response, refuse_oversized_export,
                               rows_for_export)
 from app.core.htmx import done, render_page, toast, trigger
@@ -144,7 +145,7 @@ def list_parties(screen_key: str):
 def _party_form(screen: PartyScreen, row=None):
     form = screen.form(obj=row)
     if screen.model is PartnerBank:
-        form.org_id.choices = org_choices(current_user, ("bank",))
+        form.org_id.choices = options(org_choices(current_user, ("bank",)))
     return form
 
 

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
+from app.core.choices import options
 from app.coupons.settings import RATE_LIMIT_RANGE, TUNNEL_LABELS, ApiClientDetails, TunnelDetails
 
 PEM_ROWS = {"rows": 4, "spellcheck": "false", "autocomplete": "off", "style": "font-family: monospace; font-size: .8rem"}
@@ -39,7 +40,7 @@ class SecretTextAreaField(TextAreaField):
 
 class TunnelAccountForm(FlaskForm):
     org_id = SelectField(_l("Bank"), coerce=int, validators=[InputRequired(_l("Choose the bank."))])
-    tunnel = SelectField(_l("Tunnel"), choices=list(TUNNEL_LABELS.items()), default="yunshuhui",
+    tunnel = SelectField(_l("Tunnel"), choices=options(TUNNEL_LABELS.items()), default="yunshuhui",
                          validators=[InputRequired()])
     base_url = StringField(_l("API address"), validators=[InputRequired(_l("Enter the address.")), Length(max=255)])
     openid_url = StringField(_l("OpenID page"), validators=[Optional(), Length(max=255)],

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import Select
 
 from app.auth.forms import EmptyForm
+from app.core.choices import options
 from app.core.htmx import htmx_targets, render_page, toast, trigger
 from app.core.listing import apply_sort, paginate, parse_list_params
 from app.core.permissions import permission_required
@@ -121,7 +122,7 @@ def create_tunnel():
     # Switching the tunnel re-renders the form with only the bank carried over (never secrets in a URL).
     form = TunnelAccountForm() if request.method == "POST" else TunnelAccountForm(
         data={"org_id": request.args.get("org_id", type=int), "tunnel": request.args.get("tunnel", "yunshuhui")})
-    form.org_id.choices = org_choices(current_user, BANKS)
+    form.org_id.choices = options(org_choices(current_user, BANKS))
     tunnel = form.tunnel.data if form.tunnel.data in TUNNEL_LABELS else "yunshuhui"
     if form.validate_on_submit():
         org = require_visible_org(current_user, form.org_id.data)
@@ -208,8 +209,8 @@ def connect_sandbox():
     if not available:
         abort(404)
     form = SandboxConnectForm()
-    form.org_id.choices = org_choices(current_user, BANKS)
-    form.tunnel.choices = list(available.items())
+    form.org_id.choices = options(org_choices(current_user, BANKS))
+    form.tunnel.choices = options(available.items())
     if form.validate_on_submit():
         org = require_visible_org(current_user, form.org_id.data)
         tunnel = form.tunnel.data
@@ -279,7 +280,7 @@ def _client_form_page(form, client=None):
 @permission_required(CONFIGURE)
 def create_api_client():
     form = ApiClientForm()
-    form.org_id.choices = org_choices(current_user, BANKS)
+    form.org_id.choices = options(org_choices(current_user, BANKS))
     if form.validate_on_submit():
         org = require_visible_org(current_user, form.org_id.data)
         try:

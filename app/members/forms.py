@@ -14,6 +14,7 @@ from flask_wtf import FlaskForm
 from wtforms import Form, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
+from app.core.choices import options
 from app.core.money import MoneyError, fen_to_yuan, yuan_to_fen
 from app.members import services
 from app.members.models import MEMBER_LEVELS, PRODUCT_KINDS
@@ -87,7 +88,7 @@ class MemberForm(FlaskForm):
     org_id = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
     name = _text(_l("Name"), services.NAME_MAX, required=True)
     phone = StringField(_l("Mobile phone"), validators=[DataRequired(), Length(max=20)])
-    level = SelectField(_l("Level"), choices=[(k, LEVEL_LABELS[k]) for k in MEMBER_LEVELS], default="normal")
+    level = SelectField(_l("Level"), choices=options((k, LEVEL_LABELS[k]) for k in MEMBER_LEVELS), default="normal")
     group_name = _text(_l("Group"), services.SHORT_TEXT_MAX)
     region = _text(_l("Region"), services.SHORT_TEXT_MAX)
     source_channel = _text(_l("Source channel"), services.SHORT_TEXT_MAX)
@@ -118,7 +119,7 @@ class MemberEditForm(MemberForm):
 class ProductForm(FlaskForm):
     org_id = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
     name = _text(_l("Name"), services.PRODUCT_NAME_MAX, required=True)
-    kind = SelectField(_l("Kind"), choices=[(k, KIND_LABELS[k]) for k in PRODUCT_KINDS], default=PRODUCT_KINDS[0])
+    kind = SelectField(_l("Kind"), choices=options((k, KIND_LABELS[k]) for k in PRODUCT_KINDS), default=PRODUCT_KINDS[0])
     price_fen = YuanField(_l("Price (yuan)"), validators=[InputRequired()])
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=services.DESCRIPTION_MAX)])
 
@@ -151,7 +152,7 @@ class AttributeRule:
 def _attribute_field(attr: services.Attribute):
     validators = [InputRequired(message=_l("Required.")) if attr.required else Optional(), AttributeRule(attr)]
     if attr.type == "choice":
-        return SelectField(attr.label, choices=[("", "—"), *attr.choices], validators=validators)
+        return SelectField(attr.label, choices=options([("", "—"), *attr.choices]), validators=validators)
     if attr.type == "text":
         return StringField(attr.label, validators=[*validators, Length(max=attr.max_length)])
     field_class = {"money": YuanField, "percent": PercentField}.get(attr.type, IntegerField)

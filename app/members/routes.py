@@ -11,6 +11,7 @@ from app.auth.forms import EmptyForm
 from app.core import crypto
 from app.core.cache import cached
 from app.core.audit import AuditEvent
+from app.core.choices import options
 from app.core.exports import FORMATS, Column, export_response, refuse_oversized_export, rows_for_export
 from app.core.htmx import done, render_page
 from app.core.listing import ListParams, apply_sort, paginate, parse_list_params
@@ -171,7 +172,7 @@ def _member_form_page(form, member=None):
 @permission_required("members.manage")
 def create_member():
     form = MemberForm()
-    form.org_id.choices = org_choices(current_user, CUSTOMER_ORG_KINDS)
+    form.org_id.choices = options(org_choices(current_user, CUSTOMER_ORG_KINDS))
     if not form.is_submitted():
         form.org_id.data = current_user.org_id
     org = _posted_org(form)
@@ -333,7 +334,7 @@ def _attach_product_error(exc: services.ProductError, form, attrs) -> None:
 @permission_required("products.manage")
 def create_product():
     form = ProductForm()
-    form.org_id.choices = org_choices(current_user, CUSTOMER_ORG_KINDS)
+    form.org_id.choices = options(org_choices(current_user, CUSTOMER_ORG_KINDS))
     if not form.is_submitted():
         form.org_id.data = current_user.org_id
         if request.args.get("kind") in PRODUCT_KINDS:

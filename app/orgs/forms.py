@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from app.core.choices import options
 from app.orgs.models import ORG_KINDS
 
 KIND_LABELS = {
@@ -18,7 +19,7 @@ KIND_LABELS = {
 
 class OrganisationForm(FlaskForm):
     parent_id = SelectField(_l("Parent organisation"), coerce=int, validators=[DataRequired()])
-    kind = SelectField(_l("Kind"), choices=[(k, KIND_LABELS[k]) for k in ORG_KINDS if k != "platform"],
+    kind = SelectField(_l("Kind"), choices=options((k, KIND_LABELS[k]) for k in ORG_KINDS if k != "platform"),
                        validators=[DataRequired()])
     code = StringField(_l("Code"), validators=[
         DataRequired(), Length(min=2, max=32),

@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select
 from app.auth import services as operator_services
 from app.auth.forms import EmptyForm, OperatorEditForm, OperatorForm, ResetPasswordForm
 from app.auth.models import Operator, OperatorRole
+from app.core.choices import options
 from app.core.htmx import done, render_page
 from app.core.listing import apply_sort, paginate, parse_list_params
 from app.core.permissions import ROLES, assignable_roles, permission_required, role_label
@@ -57,9 +58,9 @@ def _org_form_page(form, org=None):
 @permission_required("orgs.manage")
 def create_org():
     form = OrganisationForm()
-    form.parent_id.choices = [(o.id, label) for o, label in
-                              ((o, "\u3000" * o.depth + o.name) for o in visible_orgs(current_user))
-                              if CHILD_KINDS[o.kind]]
+    form.parent_id.choices = options((o.id, label) for o, label in
+                                     ((o, "\u3000" * o.depth + o.name) for o in visible_orgs(current_user))
+                                     if CHILD_KINDS[o.kind])
     if request.method == "GET" and request.args.get("parent_id", "").isdigit():
         form.parent_id.data = int(request.args["parent_id"])
     if form.validate_on_submit():
@@ -140,8 +141,8 @@ def list_operators():
 
 
 def _prepare_operator_form(form):
-    form.org_id.choices = org_choices(current_user)
-    form.roles.choices = [(r, role_label(r)) for r in assignable_roles(current_user.permissions)]
+    form.org_id.choices = options(org_choices(current_user))
+    form.roles.choices = options((r, role_label(r)) for r in assignable_roles(current_user.permissions))
     return form
 
 

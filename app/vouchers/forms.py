@@ -6,12 +6,13 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from app.core.choices import options
 from app.vouchers.platforms import PLATFORM_FIELDS, PLATFORM_LABELS
 
 
 class PlatformAccountForm(FlaskForm):
     org_id = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
-    platform = SelectField(_l("Platform"), choices=list(PLATFORM_LABELS.items()), validators=[DataRequired()])
+    platform = SelectField(_l("Platform"), choices=options(PLATFORM_LABELS.items()), validators=[DataRequired()])
     base_url = StringField(_l("API address"), validators=[DataRequired(), Length(max=255)])
     app_id = StringField(_l("Our id on the platform"), validators=[DataRequired(), Length(max=128)])
     store_ref = StringField(_l("Store on the platform"), validators=[DataRequired(), Length(max=128)])
@@ -29,7 +30,7 @@ class PlatformAccountForm(FlaskForm):
 
 class DealMappingForm(FlaskForm):
     org_id = SelectField(_l("Organisation"), coerce=int, validators=[DataRequired()])
-    platform = SelectField(_l("Platform"), choices=list(PLATFORM_LABELS.items()), validators=[DataRequired()])
+    platform = SelectField(_l("Platform"), choices=options(PLATFORM_LABELS.items()), validators=[DataRequired()])
     deal_id = StringField(_l("Deal id on the platform"), validators=[DataRequired(), Length(max=64)])
     title = StringField(_l("Deal title"), validators=[DataRequired(), Length(max=200)])
     product_id = SelectField(_l("Fulfilled as product"), coerce=int, validators=[DataRequired()])

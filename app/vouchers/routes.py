@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app.auth.forms import EmptyForm
+from app.core.choices import options
 from app.core.htmx import done, render_page
 from app.core.permissions import permission_required
 from app.core.tenancy import get_scoped_or_404, org_choices, require_visible_org, scoped, visible_orgs
@@ -46,7 +47,7 @@ def _account_form_page(form, account=None):
 def edit_account(account_id: int | None = None):
     account = get_scoped_or_404(PlatformAccount, account_id, current_user) if account_id else None
     form = PlatformAccountForm(obj=account)
-    form.org_id.choices = org_choices(current_user, ("merchant", "store"))
+    form.org_id.choices = options(org_choices(current_user, ("merchant", "store")))
     if form.validate_on_submit():
         org = require_visible_org(current_user, account.org_id if account else form.org_id.data)
         try:
@@ -84,10 +85,10 @@ def _mapping_form_page(form, mapping=None):
 def edit_mapping(mapping_id: int | None = None):
     mapping = get_scoped_or_404(DealMapping, mapping_id, current_user) if mapping_id else None
     form = DealMappingForm(obj=mapping)
-    form.org_id.choices = org_choices(current_user, ("merchant", "store"))
+    form.org_id.choices = options(org_choices(current_user, ("merchant", "store")))
     products = db.session.execute(scoped(Product, current_user).where(
         Product.kind.in_(("membership_card", "coaching_package", "group_class"))).order_by(Product.name)).scalars()
-    form.product_id.choices = [(p.id, p.name) for p in products]
+    form.product_id.choices = options((p.id, p.name) for p in products)
     if form.validate_on_submit():
         org = require_visible_org(current_user, mapping.org_id if mapping else form.org_id.data)
         product = get_scoped_or_404(Product, form.product_id.data, current_user)
