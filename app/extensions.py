@@ -102,6 +102,17 @@ def upsert(model):
     return dialect_insert()(model)
 
 
+def upsert_built_once(build):
+    """For a hot path's `ON CONFLICT` statement: `build(insert)` is made once with PostgreSQL's
+    insert and once with SQLite's; the function returned hands out the one for the session's
+    database (building it and computing its cache key at every request would cost more than
+    running it)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    built = {insert: build(insert) for insert in (postgresql.insert, sqlite.insert)}
+    return lambda: built[dialect_insert()]
+
+
 def commit_keeping_loaded() -> None:
     """Commit without expiring what the session has loaded: for requests that only read those rows
     afterwards (reloading each one would cost a query), or that end the transaction early to hand

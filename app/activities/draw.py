@@ -63,7 +63,6 @@ from datetime import date, datetime
 from typing import Protocol
 
 from sqlalchemy import Date, DateTime, Integer, and_, bindparam, case, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -71,7 +70,7 @@ from app.core import crypto
 from app.core.models import public_code
 from app.core.timeutil import BUSINESS_TZ, as_utc, utcnow
 from app.coupons.models import mask_openid
-from app.extensions import commit_keeping_loaded, db, dialect_insert
+from app.extensions import commit_keeping_loaded, db, upsert_built_once
 
 from . import fulfilment
 from .models import ThemeActivity
@@ -301,18 +300,14 @@ def _member_win_upsert(insert_into) -> ColumnElement:
                             where=c.won < bindparam("cap")).returning(c.won)
 
 
-_UPSERTS = {(build, dialect.insert): build(dialect.insert) for build in (_participation_upsert, _member_win_upsert)
-            for dialect in (postgresql, sqlite)}
-
-
-def _upsert(build) -> ColumnElement:
-    return _UPSERTS[build, dialect_insert()]
+_COUNT_PARTICIPATION = upsert_built_once(_participation_upsert)
+_COUNT_MEMBER_WIN = upsert_built_once(_member_win_upsert)
 
 
 def _count_participation(theme: ThemeActivity, open_id: str, openid_hash: str, now: datetime, today: date):
     """One more draw for the customer, within the total and daily limits (a guarded upsert); the
     participant's (id, draws_total, draw_day, draws_on_day) after it."""
-    counts = db.session.execute(_upsert(_participation_upsert), dict(
+    counts = db.session.execute(_COUNT_PARTICIPATION(), dict(
         org_id=theme.org_id, theme_id=theme.id, openid_hash=openid_hash, openid_enc=crypto.encrypt(open_id),
         openid_masked=mask_openid(open_id), today=today, now=now, total_limit=theme.participation_limit,
         daily_limit=theme.daily_limit)).one_or_none()
@@ -444,7 +439,7 @@ def _fall_back(draw_id: int, picked: PrizeView, fallback: PrizeView, openid_hash
 
 
 def _count_member_win(prize: PrizeView, openid_hash: str) -> bool:
-    return db.session.execute(_upsert(_member_win_upsert), {
+    return db.session.execute(_COUNT_MEMBER_WIN(), {
         "prize_id": prize.id, "openid_hash": openid_hash, "cap": prize.per_member_cap}).scalar_one_or_none() is not None
 
 

@@ -32,14 +32,13 @@ from typing import Any, Protocol
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from app.core import audit, crypto, outbox
 from app.core.tenancy import scoped
 from app.core.timeutil import BUSINESS_TZ, utcnow
-from app.extensions import commit_keeping_loaded, db, dialect_insert
+from app.extensions import commit_keeping_loaded, db, upsert_built_once
 
 from . import bank_auth, notifications
 from .models import (BankApiClient, CouponActivity, CouponIssue, CouponMemberCount, PartnerBank, TunnelAccount,
@@ -336,7 +335,7 @@ def _member_count_upsert(insert_into):
                             where=counts.issued < bindparam("limit")).returning(counts.issued)
 
 
-_MEMBER_COUNT = {insert_into: _member_count_upsert(insert_into) for insert_into in (postgresql.insert, sqlite.insert)}
+_MEMBER_COUNT = upsert_built_once(_member_count_upsert)
 _ACTIVITIES = CouponActivity.__table__.c
 _TAKE_ONE = (update(CouponActivity.__table__)
              .where(_ACTIVITIES.id == bindparam("activity_id"), _ACTIVITIES.issued_count < _ACTIVITIES.issue_total)
@@ -346,7 +345,7 @@ _TAKE_ONE = (update(CouponActivity.__table__)
 def _take_counts(issue: CouponIssue, activity: CouponActivity) -> IssueRefused | None:
     """Count one more coupon for the customer and for the activity, both guarded; None when both held."""
     member = {"activity_id": activity.id, "openid_hash": issue.openid_hash, "limit": activity.per_member_limit}
-    if db.session.execute(_MEMBER_COUNT[dialect_insert()], member).scalar_one_or_none() is None:
+    if db.session.execute(_MEMBER_COUNT(), member).scalar_one_or_none() is None:
         return IssueRefused(409, "MEMBER_LIMIT_REACHED",
                             f"this customer already has {activity.per_member_limit} coupon(s) of this activity")
     if db.session.execute(_TAKE_ONE, {"activity_id": activity.id}).scalar_one_or_none() is None:
